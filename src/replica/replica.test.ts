@@ -1,0 +1,113 @@
+import { mkdtemp, rm, writeFile, readFile, chmod, utimes } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { bytes, digestTree, text, writeTree } from '../../test/helpers/fs-tree.js';
+import { Catalog } from '../catalog/catalog.js';
+import { systemClock } from '../clock.js';
+import { DirStore } from '../store/dir-store.js';
+import { backupDirectory } from './backup.js';
+import { BlobReader } from './blob-reader.js';
+import { syncCatalog } from './catalog-sync.js';
+import { checkPool } from './check.js';
+import { Pool } from './pool.js';
+import { restoreTree } from './restore.js';
+
+const PASS = 'a passphrase of sufficient length';
+const FAST = { N: 2 ** 10, r: 8, p: 1 };
+const SMALL_CHUNKS = { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 };
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'strata-replica-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function setup() {
+  const store = new DirStore(path.join(dir, 'pool'));
+  const pool = await Pool.init(store, PASS, { now: Date.now(), scrypt: FAST, chunker: SMALL_CHUNKS, packTargetBytes: 1024 * 1024 });
+  const catalog = Catalog.open(path.join(dir, 'state', 'catalog.db'));
+  await syncCatalog(pool, catalog);
+  return { store, pool, catalog };
+}
+
+describe('backup, restore and check on a directory pool', () => {
+  it('round-trips a tree with every kind of file, and dedups a second run', async () => {
+    const src = path.join(dir, 'src');
+    await writeTree(src, {
+      'empty.txt': '',
+      'hello.txt': 'hello world\n',
+      'big.bin': bytes(1, 3_000_000),
+      'log.txt': text(2, 500_000),
+      sub: { deeper: { 'a.txt': 'a', 'b.bin': bytes(3, 70_000) }, 'link-to-hello': { symlink: '../hello.txt' } },
+      'hard-1': bytes(4, 10_000),
+      'hard-2': { hardlink: 'hard-1' },
+      emptydir: {},
+    });
+    await chmod(path.join(src, 'hello.txt'), 0o640);
+    await utimes(path.join(src, 'log.txt'), 1_600_000_000, 1_600_000_000.5);
+    const { pool, catalog } = await setup();
+    const first = await backupDirectory(pool, catalog, { group: '', source: src, host: hostname(), clock: systemClock });
+    expect(first.manifest.stats.files).toBe(8);
+    expect(first.manifest.stats.symlinks).toBe(1);
+    expect(first.manifest.warnings).toEqual([]);
+
+    const second = await backupDirectory(pool, catalog, { group: '', source: src, host: hostname(), clock: systemClock });
+    expect(second.manifest.stats.newBlobs).toBe(0);
+    expect(second.manifest.stats.filesRead).toBe(0);
+    expect(second.manifest.tree).toBe(first.manifest.tree);
+
+    const reader = new BlobReader(pool.store, pool.keys, catalog.blobLookup());
+    const target = path.join(dir, 'restored');
+    await restoreTree(reader, first.manifest.tree, { target, onConflict: 'error' });
+    expect(await digestTree(target)).toEqual(await digestTree(src));
+
+    const report = await checkPool(pool, { readData: true });
+    expect(report.problems).toEqual([]);
+    expect(report.ok).toBe(true);
+
+    // One item.
+    const itemTarget = path.join(dir, 'item');
+    await restoreTree(reader, first.manifest.tree, { target: itemTarget, item: 'sub/deeper', onConflict: 'error' });
+    expect(await readFile(path.join(itemTarget, 'deeper', 'a.txt'), 'utf8')).toBe('a');
+
+    // Conflicts.
+    await expect(restoreTree(reader, first.manifest.tree, { target, onConflict: 'error' })).rejects.toMatchObject({ code: 'STRATA_RESTORE_CONFLICT' });
+    await writeFile(path.join(target, 'hello.txt'), 'changed');
+    const copy = await restoreTree(reader, first.manifest.tree, { target, onConflict: 'copy' });
+    expect(copy.renamed.length).toBeGreaterThan(0);
+    expect(await readFile(path.join(target, 'hello.txt'), 'utf8')).toBe('changed');
+    expect(await readFile(path.join(target, 'hello.txt.restored'), 'utf8')).toBe('hello world\n');
+    await restoreTree(reader, first.manifest.tree, { target, item: 'hello.txt', onConflict: 'overwrite' });
+    expect(await readFile(path.join(target, 'hello.txt'), 'utf8')).toBe('hello world\n');
+  });
+
+  it('stores only the changed chunks after an insert in the middle of a big file', async () => {
+    const src = path.join(dir, 'src');
+    const data = bytes(9, 4_000_000);
+    await writeTree(src, { 'big.bin': data });
+    const { pool, catalog } = await setup();
+    await backupDirectory(pool, catalog, { group: '', source: src, host: 'h', clock: systemClock });
+    await writeFile(path.join(src, 'big.bin'), Buffer.concat([data.subarray(0, 2_000_000), Buffer.from('a small insert'), data.subarray(2_000_000)]));
+    const second = await backupDirectory(pool, catalog, { group: '', source: src, host: 'h', clock: systemClock });
+    expect(second.manifest.stats.bytesRead).toBe(4_000_014);
+    expect(second.manifest.stats.newBytes).toBeLessThan(3 * SMALL_CHUNKS.max);
+    expect(second.manifest.stats.newBlobs).toBeLessThanOrEqual(3);
+  });
+
+  it('reopens with the passphrase, refuses a wrong one, and rebuilds the catalog from the pool', async () => {
+    const src = path.join(dir, 'src');
+    await writeTree(src, { 'a.txt': 'aaa', b: { 'c.txt': 'ccc' } });
+    const { pool, catalog } = await setup();
+    const rp = await backupDirectory(pool, catalog, { group: 'g', source: src, host: 'h', clock: systemClock });
+    await expect(Pool.open(pool.store, 'not the right passphrase')).rejects.toMatchObject({ code: 'STRATA_PASSPHRASE_WRONG' });
+    const reopened = await Pool.open(pool.store, PASS);
+    const fresh = Catalog.open(path.join(dir, 'state2', 'catalog.db'));
+    const sync = await syncCatalog(reopened, fresh);
+    expect(sync.addedPoints).toBe(1);
+    expect(fresh.findRecoveryPoint('latest').id).toBe(rp.id);
+    expect(fresh.knownBlobIds().size).toBe(catalog.knownBlobIds().size);
+  });
+});
