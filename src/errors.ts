@@ -35,7 +35,7 @@ export class NotFoundError extends StrataError {
 /** Data that failed authentication or parsing: a damaged or forged object. */
 export class IntegrityError extends StrataError {
   constructor(message: string, options: { cause?: unknown } = {}) {
-    super('STRATA_INTEGRITY', message, { kind: 'failed', ...options });
+    super('STRATA_INTEGRITY', message, { kind: 'input', ...options });
     this.name = 'IntegrityError';
   }
 }

@@ -29,8 +29,10 @@ export interface BackupProgress {
 export interface BackupOptions {
   /** Protection group, or "" for an ad hoc backup. */
   group: string;
-  /** Absolute path of the directory to protect. */
+  /** Absolute path of the data source, as recorded in the recovery point. */
   source: string;
+  /** Where to read from, when not `source` itself (a consistent copy made for the backup, e.g. of a SQLite database). */
+  snapshotDir?: string;
   sourceType?: string;
   /** Glob patterns; a match on a directory skips all below it. */
   exclude?: string[];
@@ -91,7 +93,7 @@ class BackupRun {
     durationMs: 0,
   };
   readonly progress: BackupProgress = { phase: 'backing up', files: 0, bytes: 0, totalFiles: null, totalBytes: null, newBytes: 0, currentPath: '' };
-  readonly buffer = Buffer.allocUnsafe(0);
+  readonly root: string;
   #readBuf: Buffer | null = null;
   #indexWrites: Promise<void> = Promise.resolve();
 
@@ -99,6 +101,7 @@ class BackupRun {
     this.pool = pool;
     this.catalog = catalog;
     this.options = options;
+    this.root = options.snapshotDir ?? options.source;
     this.known = catalog.knownBlobIds();
     this.oldCache = catalog.loadFileCache(cacheKey(options));
     this.excludes = (options.exclude ?? []).map((pattern) => {
@@ -134,7 +137,7 @@ class BackupRun {
     const started = options.clock.now();
     let rootStat: BigIntStats;
     try {
-      rootStat = await fs.stat(options.source, { bigint: true });
+      rootStat = await fs.stat(this.root, { bigint: true });
     } catch (err) {
       throw new StrataError('STRATA_SOURCE_MISSING', `cannot read the data source ${options.source}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
         cause: err,
@@ -154,7 +157,7 @@ class BackupRun {
 
     let rootTree: string;
     try {
-      rootTree = await this.#dir(options.source, '', rootStat);
+      rootTree = await this.#dir(this.root, '', rootStat);
       this.progress.phase = 'committing';
       this.#report(true);
       await this.packer.flush();
@@ -248,14 +251,14 @@ class BackupRun {
       }
     };
     this.progress.phase = 'scanning';
-    await walk(this.options.source, '');
+    await walk(this.root, '');
     this.progress.totalFiles = files;
     this.progress.totalBytes = bytes;
     if (this.progress.phase === 'scanning') this.progress.phase = 'backing up';
   }
 
   /** Backs up a directory; returns its tree id. */
-  async #dir(abs: string, rel: string, st: BigIntStats): Promise<string> {
+  async #dir(abs: string, rel: string, _st: BigIntStats): Promise<string> {
     throwIfAborted(this.options.signal);
     this.stats.dirs++;
     let names: string[];
@@ -297,7 +300,6 @@ class BackupRun {
         this.#warn(childRel, `skipped: a ${kind} cannot be backed up`);
       }
     }
-    void st;
     return this.#storeTree(nodes);
   }
 

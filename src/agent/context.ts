@@ -1,0 +1,80 @@
+// What every job needs, opened from the config: the pool store, the pool (with its passphrase), the
+// catalog, a clock and a logger. Opened lazily so that commands open only what they use.
+import { hostname } from 'node:os';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { Catalog } from '../catalog/catalog.js';
+import { processClock, type Clock } from '../clock.js';
+import type { StrataConfig } from '../config/types.js';
+import { readPassphraseFile } from '../crypto/passphrase.js';
+import { syncCatalog } from '../replica/catalog-sync.js';
+import { Pool } from '../replica/pool.js';
+import { DirStore } from '../store/dir-store.js';
+import { createLogger } from './log.js';
+
+export interface ContextOptions {
+  clock?: Clock;
+  /** Receives warnings meant for the user (a readable passphrase file, …). */
+  warn?: (message: string) => void;
+  logName?: string;
+}
+
+export class AgentContext {
+  readonly config: StrataConfig;
+  readonly clock: Clock;
+  readonly host = hostname();
+  readonly log: Logger;
+  readonly warn: (message: string) => void;
+  #catalog: Catalog | null = null;
+  #pool: Pool | null = null;
+  #poolStore: DirStore | null = null;
+
+  constructor(config: StrataConfig, options: ContextOptions = {}) {
+    this.config = config;
+    this.clock = options.clock ?? processClock();
+    this.log = createLogger(config.stateDir, options.logName ?? 'strata');
+    this.warn = options.warn ?? (() => {});
+  }
+
+  get catalogFile(): string {
+    return path.join(this.config.stateDir, 'catalog.db');
+  }
+
+  get poolStore(): DirStore {
+    return (this.#poolStore ??= new DirStore(this.config.pool));
+  }
+
+  catalog(): Catalog {
+    return (this.#catalog ??= Catalog.open(this.catalogFile));
+  }
+
+  passphrase(): string {
+    const { passphrase, warning } = readPassphraseFile(this.config.passphraseFile);
+    if (warning) this.warn(warning);
+    return passphrase;
+  }
+
+  async pool(): Promise<Pool> {
+    return (this.#pool ??= await Pool.open(this.poolStore, this.passphrase()));
+  }
+
+  /** Opens the pool and brings the catalog in line with it (cheap when nothing changed). */
+  async poolAndCatalog(): Promise<{ pool: Pool; catalog: Catalog }> {
+    const pool = await this.pool();
+    const catalog = this.catalog();
+    const sync = await syncCatalog(pool, catalog);
+    if (sync.addedSegments + sync.removedSegments + sync.addedPoints + sync.removedPoints > 0) this.log.info({ sync }, 'catalog synced with the pool');
+    for (const u of sync.unreadable) this.log.warn({ object: u }, 'unreadable object in the pool');
+    return { pool, catalog };
+  }
+
+  setPool(pool: Pool): void {
+    this.#pool = pool;
+  }
+
+  close(): void {
+    this.#catalog?.close();
+    this.#catalog = null;
+    this.log.flush?.();
+  }
+}

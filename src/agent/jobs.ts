@@ -1,0 +1,310 @@
+// The jobs strata runs, composed from the layers below: init, backup, restore, check, catalog
+// rebuild and passphrase change. The CLI runs them in-process; the daemon runs the same functions.
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { Catalog } from '../catalog/catalog.js';
+import type { SourceConfig } from '../config/types.js';
+import { generatePassphrase, validatePassphrase } from '../crypto/passphrase.js';
+import { StrataError } from '../errors.js';
+import { backupDirectory, type BackupProgress } from '../replica/backup.js';
+import { BlobReader } from '../replica/blob-reader.js';
+import { syncCatalog } from '../replica/catalog-sync.js';
+import { checkPool, type CheckReport } from '../replica/check.js';
+import { withLock } from '../replica/lock.js';
+import type { BackupStats } from '../replica/manifest.js';
+import { Pool } from '../replica/pool.js';
+import { restoreTree, type ConflictPolicy, type RestoreProgress, type RestoreResult } from '../replica/restore.js';
+import { syncDir } from '../store/dir-store.js';
+import type { AgentContext } from './context.js';
+import { snapshotSqlite } from './sqlite-source.js';
+
+export interface JobHooks<P> {
+  signal?: AbortSignal;
+  onProgress?: (p: P) => void;
+}
+
+// --- init ---
+
+export interface InitResult {
+  poolId: string;
+  pool: string;
+  passphraseFile: string;
+  /** Set when strata generated the passphrase (shown once, also in the passphrase file). */
+  generatedPassphrase?: string;
+}
+
+export async function initPool(ctx: AgentContext, options: { generatePassphrase?: boolean } = {}): Promise<InitResult> {
+  const file = ctx.config.passphraseFile;
+  let generated: string | undefined;
+  const exists = await fs.stat(file).then(
+    () => true,
+    () => false,
+  );
+  if (!exists) {
+    if (!options.generatePassphrase) {
+      throw new StrataError('STRATA_PASSPHRASE_FILE', `passphrase file ${file} does not exist; write a passphrase of at least 16 characters there, or run 'strata init --generate-passphrase'`, {
+        kind: 'usage',
+      });
+    }
+    generated = generatePassphrase();
+    await writeSecretFile(file, generated + '\n');
+  } else if (options.generatePassphrase) {
+    throw new StrataError('STRATA_PASSPHRASE_FILE', `passphrase file ${file} already exists; remove --generate-passphrase to use it`, { kind: 'usage' });
+  }
+  const pool = await Pool.init(ctx.poolStore, ctx.passphrase(), { now: ctx.clock.now() });
+  ctx.setPool(pool);
+  await fs.mkdir(ctx.config.scratch, { recursive: true, mode: 0o700 });
+  const catalog = ctx.catalog();
+  await syncCatalog(pool, catalog);
+  ctx.log.info({ poolId: pool.description.id, pool: ctx.config.pool }, 'pool created');
+  return { poolId: pool.description.id, pool: ctx.config.pool, passphraseFile: file, ...(generated ? { generatedPassphrase: generated } : {}) };
+}
+
+/** Writes a file holding a secret: mode 0600 from the start, fsynced, atomically replacing any old one. */
+export async function writeSecretFile(file: string, content: string): Promise<void> {
+  await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
+  const h = await fs.open(tmp, 'wx', 0o600);
+  try {
+    await h.writeFile(content);
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+  await fs.rename(tmp, file);
+  await syncDir(path.dirname(file));
+}
+
+// --- backup ---
+
+export interface SourceResult {
+  source: string;
+  recoveryPoint: string | null;
+  stats: BackupStats | null;
+  warnings: string[];
+  error?: { code: string; message: string };
+}
+
+export interface BackupJobResult {
+  jobId: number;
+  group: string;
+  state: 'completed' | 'warnings' | 'failed';
+  sources: SourceResult[];
+}
+
+export interface BackupJobOptions extends JobHooks<BackupProgress & { source: string }> {
+  group?: string;
+  path?: string;
+  exclude?: string[];
+  onFileError?: (source: string, relPath: string, message: string) => void;
+}
+
+/** Resolves what a backup job covers: a protection group's sources, or one ad hoc directory. */
+export function backupSources(ctx: AgentContext, options: { group?: string; path?: string; exclude?: string[] }): { group: string; sources: SourceConfig[] } {
+  if (options.path !== undefined) {
+    if (options.group !== undefined) throw new StrataError('STRATA_USAGE', 'give a protection group or --path, not both', { kind: 'usage' });
+    return { group: '', sources: [{ path: path.resolve(options.path), type: 'directory', exclude: options.exclude ?? [] }] };
+  }
+  if (options.group === undefined) throw new StrataError('STRATA_USAGE', 'name a protection group, or give --path DIR for an ad hoc backup', { kind: 'usage' });
+  const group = ctx.config.protectionGroups.find((g) => g.name === options.group);
+  if (!group) {
+    const known = ctx.config.protectionGroups.map((g) => g.name);
+    throw new StrataError('STRATA_GROUP_UNKNOWN', `no protection group "${options.group}" in ${ctx.config.configFile ?? 'the config'}${known.length ? ` (known: ${known.join(', ')})` : ''}`, {
+      kind: 'usage',
+    });
+  }
+  return { group: group.name, sources: group.sources };
+}
+
+export async function runBackup(ctx: AgentContext, options: BackupJobOptions): Promise<BackupJobResult> {
+  const { group, sources } = backupSources(ctx, options);
+  const { pool, catalog } = await ctx.poolAndCatalog();
+  const jobId = catalog.createJob('backup', group || null, ctx.clock.now());
+  const results: SourceResult[] = [];
+  try {
+    await withLock(pool.store, { exclusive: false, operation: `backup ${group || options.path}`, clock: ctx.clock, host: ctx.host }, async () => {
+      for (const source of sources) {
+        results.push(await backupSource(ctx, pool, catalog, group, source, options, jobId));
+      }
+    });
+  } catch (err) {
+    catalog.finishJob(jobId, 'failed', ctx.clock.now(), { sources: results }, (err as Error).message);
+    throw err;
+  }
+  const failed = results.some((r) => r.error);
+  const warned = results.some((r) => r.warnings.length > 0);
+  const state = failed ? 'failed' : warned ? 'warnings' : 'completed';
+  catalog.finishJob(jobId, state, ctx.clock.now(), { sources: results }, failed ? results.find((r) => r.error)!.error!.message : null);
+  ctx.log.info({ jobId, group, state, sources: results.map((r) => ({ source: r.source, rp: r.recoveryPoint, warnings: r.warnings.length })) }, 'backup finished');
+  return { jobId, group, state, sources: results };
+}
+
+async function backupSource(
+  ctx: AgentContext,
+  pool: Pool,
+  catalog: Catalog,
+  group: string,
+  source: SourceConfig,
+  options: BackupJobOptions,
+  jobId: number,
+): Promise<SourceResult> {
+  const warnings: string[] = [];
+  let lastProgressWrite = 0;
+  const hooks = {
+    host: ctx.host,
+    clock: ctx.clock,
+    ...(options.signal ? { signal: options.signal } : {}),
+    onProgress: (p: BackupProgress) => {
+      options.onProgress?.({ ...p, source: source.path });
+      const now = ctx.clock.now();
+      if (now - lastProgressWrite > 1000) {
+        lastProgressWrite = now;
+        catalog.updateJobProgress(jobId, { ...p, source: source.path });
+      }
+    },
+    onFileError: (rel: string, message: string) => {
+      options.onFileError?.(source.path, rel, message);
+      ctx.log.warn({ source: source.path, path: rel, message }, 'file not backed up');
+    },
+  };
+  try {
+    if (source.pre) await runHook(source.pre, 'pre', source.path);
+    try {
+      if (source.type === 'sqlite') {
+        const snap = await snapshotSqlite(source.path, ctx.config.scratch);
+        try {
+          const { id, manifest } = await backupDirectory(pool, catalog, { ...hooks, group, source: source.path, sourceType: 'sqlite', snapshotDir: snap.dir });
+          return { source: source.path, recoveryPoint: id, stats: manifest.stats, warnings: manifest.warnings };
+        } finally {
+          await snap.cleanup();
+        }
+      }
+      const { id, manifest } = await backupDirectory(pool, catalog, { ...hooks, group, source: source.path, exclude: source.exclude ?? options.exclude ?? [] });
+      warnings.push(...manifest.warnings);
+      return { source: source.path, recoveryPoint: id, stats: manifest.stats, warnings };
+    } finally {
+      if (source.post) await runHook(source.post, 'post', source.path);
+    }
+  } catch (err) {
+    if (options.signal?.aborted) throw err;
+    if (err instanceof StrataError && (err.kind === 'gate' || err.code === 'STRATA_LOCKED')) throw err;
+    ctx.log.error({ err, source: source.path }, 'backup of a source failed');
+    const e = err as StrataError;
+    return { source: source.path, recoveryPoint: null, stats: null, warnings, error: { code: e.code ?? 'STRATA_BACKUP_FAILED', message: e.message } };
+  }
+}
+
+async function runHook(command: string, which: string, source: string): Promise<void> {
+  const { spawn } = await import('node:child_process');
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn('/bin/sh', ['-c', command], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, STRATA_SOURCE: source } });
+    child.on('error', reject);
+    child.on('exit', (code) =>
+      code === 0
+        ? resolve()
+        : reject(new StrataError('STRATA_HOOK_FAILED', `the ${which} command for ${source} exited with ${code}: ${command}`, { kind: 'failed' })),
+    );
+  });
+}
+
+// --- recovery points ---
+
+export async function listRecoveryPoints(ctx: AgentContext, options: { group?: string } = {}) {
+  const { catalog } = await ctx.poolAndCatalog();
+  return catalog.recoveryPoints(options.group === undefined ? {} : { group: options.group });
+}
+
+// --- restore ---
+
+export interface RestoreJobOptions extends JobHooks<RestoreProgress> {
+  recoveryPoint: string;
+  group?: string;
+  item?: string;
+  target: string;
+  onConflict: ConflictPolicy;
+}
+
+export async function runRestore(ctx: AgentContext, options: RestoreJobOptions): Promise<RestoreResult & { jobId: number; recoveryPoint: string }> {
+  const { pool, catalog } = await ctx.poolAndCatalog();
+  const rp = catalog.findRecoveryPoint(options.recoveryPoint, options.group);
+  if (rp.diskState !== 'present') {
+    throw new StrataError('STRATA_RP_NOT_ON_DISK', `recovery point ${rp.id.slice(0, 12)} is not in the local pool; restore it with --from cloud`, { kind: 'usage' });
+  }
+  const jobId = catalog.createJob('restore', rp.group || null, ctx.clock.now());
+  try {
+    const result = await withLock(pool.store, { exclusive: false, operation: 'restore', clock: ctx.clock, host: ctx.host }, async () => {
+      const reader = new BlobReader(pool.store, pool.keys, catalog.blobLookup());
+      return restoreTree(reader, rp.tree, {
+        target: path.resolve(options.target),
+        onConflict: options.onConflict,
+        ...(options.item !== undefined ? { item: options.item } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      });
+    });
+    catalog.finishJob(jobId, result.warnings.length ? 'warnings' : 'completed', ctx.clock.now(), { recoveryPoint: rp.id, target: options.target, files: result.files, bytes: result.bytes });
+    return { ...result, jobId, recoveryPoint: rp.id };
+  } catch (err) {
+    catalog.finishJob(jobId, 'failed', ctx.clock.now(), null, (err as Error).message);
+    throw err;
+  }
+}
+
+// --- check ---
+
+export async function runCheck(ctx: AgentContext, options: JobHooks<{ phase: string; done: number; total: number; bytes: number }> & { readData?: boolean }): Promise<CheckReport> {
+  const pool = await ctx.pool();
+  const catalog = ctx.catalog();
+  const jobId = catalog.createJob(options.readData ? 'check --read-data' : 'check', null, ctx.clock.now());
+  try {
+    const report = await withLock(pool.store, { exclusive: false, operation: 'check', clock: ctx.clock, host: ctx.host }, () =>
+      checkPool(pool, {
+        readData: options.readData ?? false,
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      }),
+    );
+    // Keep the catalog's view of local pack health current.
+    const damaged = new Set(report.problems.filter((p) => p.kind === 'pack').map((p) => p.object));
+    for (const pack of catalog.packs()) {
+      const want = damaged.has(pack.id) ? (report.problems.find((p) => p.object === pack.id)?.problem === 'missing' ? 'missing' : 'damaged') : 'present';
+      if (pack.localState !== want) catalog.setPackLocalState(pack.id, want);
+    }
+    catalog.finishJob(jobId, report.ok ? 'completed' : 'failed', ctx.clock.now(), { problems: report.problems.length, packs: report.packs, bytesRead: report.bytesRead });
+    return report;
+  } catch (err) {
+    catalog.finishJob(jobId, 'failed', ctx.clock.now(), null, (err as Error).message);
+    throw err;
+  }
+}
+
+// --- catalog rebuild ---
+
+export async function rebuildCatalogFromDisk(ctx: AgentContext) {
+  const pool = await ctx.pool();
+  const catalog = ctx.catalog();
+  catalog.clearPoolCache();
+  const result = await syncCatalog(pool, catalog);
+  return { ...result, recoveryPoints: catalog.recoveryPoints().length, packs: catalog.packs().length };
+}
+
+// --- passphrase change ---
+
+/**
+ * Adds a key slot for the new passphrase, writes it to the passphrase file, then removes the old slot.
+ * A crash at any step leaves a pool that the passphrase file opens. Data is untouched.
+ */
+export async function changePassphrase(ctx: AgentContext, options: { newPassphrase: string }): Promise<{ slot: string; removed: string }> {
+  validatePassphrase(options.newPassphrase);
+  const pool = await ctx.pool();
+  return withLock(pool.store, { exclusive: true, operation: 'passphrase change', clock: ctx.clock, host: ctx.host }, async () => {
+    const slot = await pool.addKeySlot(options.newPassphrase, ctx.clock.now());
+    await writeSecretFile(ctx.config.passphraseFile, options.newPassphrase + '\n');
+    await pool.removeKeySlot(pool.slotId);
+    ctx.log.info({ newSlot: slot, removedSlot: pool.slotId }, 'passphrase changed');
+    return { slot, removed: pool.slotId };
+  });
+}
+
+export { Catalog };

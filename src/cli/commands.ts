@@ -1,0 +1,313 @@
+// The command tree of `strata`, built with commander. Each action opens what it needs, runs a job
+// from src/agent, and prints a human summary or, with --json, one JSON document on stdout.
+import { Command, CommanderError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { AgentContext } from '../agent/context.js';
+import { errorChain } from '../agent/log.js';
+import {
+  changePassphrase,
+  initPool,
+  listRecoveryPoints,
+  rebuildCatalogFromDisk,
+  runBackup,
+  runCheck,
+  runRestore,
+} from '../agent/jobs.js';
+import { loadConfig, resolveConfigPath } from '../config/load.js';
+import type { StrataConfig } from '../config/types.js';
+import { generatePassphrase, readPassphraseFile } from '../crypto/passphrase.js';
+import { StrataError } from '../errors.js';
+import type { ConflictPolicy } from '../replica/restore.js';
+import { formatBytes, formatDuration, formatTime, table } from './format.js';
+import { createProgressReporter } from './progress.js';
+
+export const EXIT = { ok: 0, failed: 1, usage: 2, gate: 3 } as const;
+
+interface CommonOptions {
+  config?: string;
+  json?: boolean;
+  progress?: boolean;
+}
+
+/** Output channel of one invocation (injectable for tests). */
+export interface Io {
+  out: (s: string) => void;
+  err: (s: string) => void;
+  tty: boolean;
+}
+
+const defaultIo: Io = {
+  out: (s) => process.stdout.write(s.endsWith('\n') ? s : s + '\n'),
+  err: (s) => process.stderr.write(s.endsWith('\n') ? s : s + '\n'),
+  tty: Boolean(process.stderr.isTTY),
+};
+
+class Invocation {
+  ctx: AgentContext | null = null;
+  constructor(readonly io: Io) {}
+
+  context(opts: CommonOptions): AgentContext {
+    if (this.ctx) return this.ctx;
+    const config: StrataConfig = loadConfig(resolveConfigPath(opts.config));
+    this.ctx = new AgentContext(config, { warn: (m) => this.io.err(`strata: warning: ${m}`) });
+    return this.ctx;
+  }
+
+  print(opts: CommonOptions, json: unknown, human: string | (() => string)): void {
+    if (opts.json) this.io.out(JSON.stringify(json, null, 2));
+    else this.io.out(typeof human === 'string' ? human : human());
+  }
+
+  progress(opts: CommonOptions) {
+    return createProgressReporter({ enabled: opts.progress !== false, tty: this.io.tty });
+  }
+}
+
+function common(cmd: Command): Command {
+  return cmd
+    .option('--config <file>', 'config file (default: $STRATA_CONFIG, then /etc/strata/strata.json)')
+    .option('--json', 'print the result as JSON on stdout')
+    .option('--no-progress', 'do not show progress');
+}
+
+function build(inv: Invocation, setExit: (code: number) => void): Command {
+  const program = new Command('strata')
+    .description('Disk-to-disk-to-cloud backup: deduplicated, compressed, encrypted recovery points in a local storage pool, replicated to Azure Blob Storage.')
+    .version(readVersion(), '-V, --version')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({ writeOut: (s) => inv.io.out(s.trimEnd()), writeErr: (s) => inv.io.err(s.trimEnd()) })
+    .exitOverride();
+
+  common(program.command('init'))
+    .description('create the storage pool and its first key slot (passphrase from the config\'s passphraseFile)')
+    .option('--generate-passphrase', 'generate a strong passphrase and write it to the passphrase file (0600)')
+    .action(async (opts: CommonOptions & { generatePassphrase?: boolean }) => {
+      const ctx = inv.context(opts);
+      const r = await initPool(ctx, { generatePassphrase: opts.generatePassphrase ?? false });
+      inv.print(opts, r, () =>
+        [
+          `created storage pool ${r.poolId} at ${r.pool}`,
+          r.generatedPassphrase ? `generated passphrase (also written to ${r.passphraseFile}):\n\n    ${r.generatedPassphrase}\n` : `passphrase read from ${r.passphraseFile}`,
+          'IMPORTANT: keep a copy of the passphrase somewhere safe, away from this server. Without it, no one (not even strata) can read the backups: a lost passphrase means lost data.',
+        ].join('\n'),
+      );
+    });
+
+  common(program.command('backup'))
+    .description('make a recovery point now: of a protection group, or of one directory (--path)')
+    .argument('[group]', 'protection group (from the config)')
+    .option('--path <dir>', 'ad hoc backup of one directory outside any group')
+    .option('--exclude <glob...>', 'with --path: glob patterns to leave out')
+    .addOption(new Option('--to <where>', 'disk, cloud or both (default: disk, then cloud if online protection is on)').choices(['disk', 'cloud', 'both']))
+    .action(async (group: string | undefined, opts: CommonOptions & { path?: string; exclude?: string[]; to?: string }) => {
+      const ctx = inv.context(opts);
+      const progress = inv.progress(opts);
+      const failedFiles: string[] = [];
+      let result;
+      try {
+        result = await runBackup(ctx, {
+          ...(group !== undefined ? { group } : {}),
+          ...(opts.path !== undefined ? { path: opts.path } : {}),
+          ...(opts.exclude ? { exclude: opts.exclude } : {}),
+          onProgress: (p) => progress.update({ label: `backup ${p.source}`, done: p.bytes, total: p.totalBytes, unit: 'bytes' }),
+          onFileError: (source, rel, message) => failedFiles.push(`${source}: ${rel}: ${message}`),
+        });
+      } finally {
+        progress.stop();
+      }
+      const first = result.sources[0];
+      inv.print(
+        opts,
+        { ...result, recoveryPoint: first?.recoveryPoint ? { id: first.recoveryPoint, stats: first.stats } : null },
+        () =>
+          result.sources
+            .map((s) => {
+              if (s.error) return `backup of ${s.source} FAILED: ${s.error.message}`;
+              const st = s.stats!;
+              const lines = [
+                `recovery point ${s.recoveryPoint!.slice(0, 12)} of ${s.source}: ${st.files} files, ${st.dirs} directories, ${formatBytes(st.bytes)}`,
+                `  read ${formatBytes(st.bytesRead)} (${st.filesRead} files), added ${formatBytes(st.newBytes)} new data (${st.newBlobs} blobs), stored ${formatBytes(st.storedBytes)} in ${formatDuration(st.durationMs)}`,
+              ];
+              if (s.warnings.length) lines.push(`  completed with ${s.warnings.length} warning(s):`, ...s.warnings.slice(0, 50).map((w) => `    ${w}`));
+              return lines.join('\n');
+            })
+            .join('\n'),
+      );
+      if (result.state === 'failed') setExit(EXIT.failed);
+    });
+
+  common(program.command('recovery-points'))
+    .description('list recovery points, with their disk and cloud state')
+    .argument('[group]', 'only this protection group')
+    .action(async (group: string | undefined, opts: CommonOptions) => {
+      const ctx = inv.context(opts);
+      const rows = await listRecoveryPoints(ctx, group === undefined ? {} : { group });
+      inv.print(opts, rows, () =>
+        rows.length === 0
+          ? 'no recovery points'
+          : table(
+              ['ID', 'TIME', 'GROUP', 'SOURCE', 'FILES', 'SIZE', 'DISK', 'CLOUD'],
+              rows.map((r) => [r.id.slice(0, 12), formatTime(r.time), r.group || '-', r.source, String(r.stats['files'] ?? ''), formatBytes(r.stats['bytes'] ?? 0), r.diskState, r.cloudState]),
+            ),
+      );
+    });
+
+  common(program.command('restore'))
+    .description('restore a recovery point, or one item of it, into a target directory (never overwrites silently)')
+    .argument('<recovery-point>', 'recovery point id (or a unique prefix of it), or "latest"')
+    .requiredOption('--target <dir>', 'directory to restore into (created if missing)')
+    .option('--item <path>', 'restore only this file or directory of the recovery point (as <target>/<its name>)')
+    .option('--group <name>', 'with "latest": the latest of this protection group')
+    .addOption(new Option('--from <copy>', 'which copy to restore from').choices(['disk', 'cloud']).default('disk'))
+    .addOption(new Option('--on-conflict <policy>', 'what to do with an item that already exists at the target (default: stop with an error before writing anything)').choices(['copy', 'skip', 'overwrite']))
+    .action(async (rp: string, opts: CommonOptions & { target: string; item?: string; group?: string; from: string; onConflict?: ConflictPolicy }) => {
+      const ctx = inv.context(opts);
+      if (opts.from === 'cloud') throw new StrataError('STRATA_NOT_REGISTERED', 'restore from the cloud needs a registered vault; run strata register --vault-credentials FILE', { kind: 'usage' });
+      const progress = inv.progress(opts);
+      let r;
+      try {
+        r = await runRestore(ctx, {
+          recoveryPoint: rp,
+          target: opts.target,
+          onConflict: opts.onConflict ?? 'error',
+          ...(opts.item !== undefined ? { item: opts.item } : {}),
+          ...(opts.group !== undefined ? { group: opts.group } : {}),
+          onProgress: (p) => progress.update({ label: 'restore', done: p.bytes, total: p.totalBytes, unit: 'bytes' }),
+        });
+      } finally {
+        progress.stop();
+      }
+      inv.print(opts, r, () =>
+        [
+          `restored ${r.files} files (${formatBytes(r.bytes)}), ${r.dirs} directories, ${r.symlinks} symlinks from recovery point ${r.recoveryPoint.slice(0, 12)} to ${opts.target}`,
+          ...r.renamed.slice(0, 20).map((x) => `  ${x.from} existed: restored as ${x.to}`),
+          ...(r.skipped.length ? [`  skipped ${r.skipped.length} existing item(s)`] : []),
+          ...r.warnings.map((w) => `  warning: ${w}`),
+        ].join('\n'),
+      );
+    });
+
+  common(program.command('check'))
+    .description('verify the pool: every recovery point resolves to packs that exist; --read-data decrypts and verifies every blob')
+    .option('--read-data', 'read every pack and verify every blob (slow: reads the whole pool)')
+    .option('--cloud', 'also check the vault copy')
+    .action(async (opts: CommonOptions & { readData?: boolean; cloud?: boolean }) => {
+      const ctx = inv.context(opts);
+      const progress = inv.progress(opts);
+      let report;
+      try {
+        report = await runCheck(ctx, {
+          readData: opts.readData ?? false,
+          onProgress: (p) => progress.update({ label: `check: ${p.phase}`, done: p.done, total: p.total, unit: 'items' }),
+        });
+      } finally {
+        progress.stop();
+      }
+      inv.print(opts, report, () => {
+        const lines = [
+          `checked ${report.recoveryPoints} recovery points, ${report.packs} packs, ${report.blobs} blobs${opts.readData ? `, read ${formatBytes(report.bytesRead)}` : ''}`,
+        ];
+        if (report.unreferencedPacks.length) lines.push(`${report.unreferencedPacks.length} pack(s) not referenced by any index (left by an interrupted backup; prune removes them)`);
+        if (report.ok) lines.push('no problems found');
+        for (const p of report.problems) {
+          lines.push(`DAMAGED ${p.kind} ${p.object}: ${p.problem}`);
+          if (p.affectedCount) lines.push(`  affects ${p.affectedCount} file(s)/directories:`, ...p.affected.map((a) => `    ${a}`));
+          if (p.affectedCount > p.affected.length) lines.push(`    … and ${p.affectedCount - p.affected.length} more`);
+        }
+        return lines.join('\n');
+      });
+      if (!report.ok) {
+        inv.io.err(`strata: error STRATA_CHECK_FAILED: ${report.problems.length} problem(s) found; see the report above (strata repair heals from the vault when it has a copy)`);
+        setExit(EXIT.failed);
+      }
+    });
+
+  const catalogCmd = program.command('catalog').description('the local catalog (a rebuildable cache of the pool and the vault)');
+  common(catalogCmd.command('rebuild'))
+    .description('re-create the catalog from the pool (or the vault)')
+    .addOption(new Option('--from <copy>', 'rebuild from the local pool or the vault').choices(['disk', 'cloud']).default('disk'))
+    .action(async (opts: CommonOptions & { from: string }) => {
+      const ctx = inv.context(opts);
+      if (opts.from === 'cloud') throw new StrataError('STRATA_NOT_REGISTERED', 'rebuilding from the cloud needs a registered vault; run strata register --vault-credentials FILE', { kind: 'usage' });
+      const r = await rebuildCatalogFromDisk(ctx);
+      inv.print(opts, r, () =>
+        [`catalog rebuilt from ${ctx.config.pool}: ${r.recoveryPoints} recovery points, ${r.packs} packs`, ...r.unreadable.map((u) => `  unreadable: ${u} (run strata check)`)].join('\n'),
+      );
+    });
+
+  const passCmd = program.command('passphrase').description('the pool passphrase');
+  common(passCmd.command('change'))
+    .description('add a key slot for a new passphrase, write it to the passphrase file, remove the old slot (data untouched)')
+    .option('--new-passphrase-file <file>', 'read the new passphrase from this file')
+    .option('--generate', 'generate a strong new passphrase')
+    .action(async (opts: CommonOptions & { newPassphraseFile?: string; generate?: boolean }) => {
+      const ctx = inv.context(opts);
+      let newPassphrase: string;
+      if (opts.generate && opts.newPassphraseFile) throw new StrataError('STRATA_USAGE', 'give --new-passphrase-file or --generate, not both', { kind: 'usage' });
+      if (opts.generate) newPassphrase = generatePassphrase();
+      else if (opts.newPassphraseFile) newPassphrase = readPassphraseFile(opts.newPassphraseFile).passphrase;
+      else throw new StrataError('STRATA_USAGE', 'give the new passphrase with --new-passphrase-file FILE, or --generate', { kind: 'usage' });
+      const r = await changePassphrase(ctx, { newPassphrase });
+      inv.print(opts, { slot: r.slot, removedSlot: r.removed, passphraseFile: ctx.config.passphraseFile }, () =>
+        [
+          `passphrase changed: new key slot ${r.slot.slice(0, 12)}, old slot ${r.removed.slice(0, 12)} removed; ${ctx.config.passphraseFile} now holds the new passphrase`,
+          ...(opts.generate ? [`new passphrase:\n\n    ${newPassphrase}\n`] : []),
+          'Keep a copy of the new passphrase somewhere safe, away from this server.',
+        ].join('\n'),
+      );
+    });
+
+  return program;
+}
+
+function readVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+    return pkg.version;
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/** Runs one invocation; returns its exit code. Never throws. */
+export async function main(argv: string[], io: Io = defaultIo): Promise<number> {
+  const inv = new Invocation(io);
+  let exit: number = EXIT.ok;
+  const program = build(inv, (c) => {
+    exit = c;
+  });
+  const json = argv.includes('--json');
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return exit;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.ok;
+      return EXIT.usage;
+    }
+    return reportError(inv, err, json);
+  } finally {
+    inv.ctx?.close();
+  }
+}
+
+function reportError(inv: Invocation, err: unknown, json: boolean): number {
+  const log = inv.ctx?.log;
+  log?.error({ causes: errorChain(err) }, 'command failed');
+  let code: string;
+  let message: string;
+  let exit: number;
+  if (err instanceof StrataError) {
+    code = err.code;
+    message = err.message;
+    exit = err.kind === 'gate' ? EXIT.gate : err.kind === 'failed' ? EXIT.failed : EXIT.usage;
+  } else {
+    const e = err as NodeJS.ErrnoException;
+    code = e.code === 'ENOSPC' ? 'STRATA_DISK_FULL' : e.code === 'EACCES' || e.code === 'EPERM' ? 'STRATA_PERMISSION' : 'STRATA_INTERNAL';
+    message = `${e.message ?? String(err)}${log ? ' (details in the log)' : ''}`;
+    exit = EXIT.failed;
+  }
+  inv.io.err(`strata: error ${code}: ${message}`);
+  if (json) inv.io.out(JSON.stringify({ error: { code, message } }, null, 2));
+  return exit;
+}
