@@ -5,6 +5,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Catalog } from '../catalog/catalog.js';
 import type { SourceConfig } from '../config/types.js';
+import { crashPoint } from '../crash.js';
 import { generatePassphrase, validatePassphrase } from '../crypto/passphrase.js';
 import { StrataError } from '../errors.js';
 import { backupDirectory, type BackupProgress } from '../replica/backup.js';
@@ -300,7 +301,9 @@ export async function changePassphrase(ctx: AgentContext, options: { newPassphra
   const pool = await ctx.pool();
   return withLock(pool.store, { exclusive: true, operation: 'passphrase change', clock: ctx.clock, host: ctx.host }, async () => {
     const slot = await pool.addKeySlot(options.newPassphrase, ctx.clock.now());
+    crashPoint('passphrase-slot-added');
     await writeSecretFile(ctx.config.passphraseFile, options.newPassphrase + '\n');
+    crashPoint('passphrase-file-written');
     await pool.removeKeySlot(pool.slotId);
     ctx.log.info({ newSlot: slot, removedSlot: pool.slotId }, 'passphrase changed');
     return { slot, removed: pool.slotId };

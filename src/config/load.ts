@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { StrataError } from '../errors.js';
+import { validateConfig } from './schema.js';
 import type { StrataConfig } from './types.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/strata/strata.json';
@@ -30,20 +31,23 @@ export function loadConfig(file: string): StrataConfig {
   return normalizeConfig(raw, file);
 }
 
-/** Validates a parsed config and resolves its paths relative to the config file's directory. */
+/**
+ * Validates a parsed config (schema.ts: unknown keys, ranges, cron rules; throws STRATA_CONFIG_INVALID),
+ * fills in the defaults (no protection groups; a static, active subscription) and resolves every path
+ * (stateDir, pool, scratch, passphraseFile, sources, embeddedAzurite.location) relative to the config
+ * file's directory. Pure apart from path resolution; the returned config records `configFile`.
+ */
 export function normalizeConfig(raw: unknown, file: string): StrataConfig {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new StrataError('STRATA_CONFIG_INVALID', `config ${file}: must be a JSON object`, { kind: 'usage' });
-  }
-  const config = { protectionGroups: [], subscription: { provider: 'static', state: 'active' }, ...(raw as object) } as StrataConfig;
-  for (const key of ['stateDir', 'pool', 'scratch', 'passphraseFile'] as const) {
-    if (typeof config[key] !== 'string' || config[key].length === 0) {
-      throw new StrataError('STRATA_CONFIG_INVALID', `config ${file}: "${key}" is required (a path)`, { kind: 'usage' });
-    }
-  }
+  const valid = validateConfig(raw, file);
+  // The schema leaves these two out of `required`: absent means none and a static, active subscription.
+  const config: StrataConfig = {
+    ...valid,
+    protectionGroups: valid.protectionGroups ?? [],
+    subscription: valid.subscription ?? { provider: 'static', state: 'active' },
+  };
   const base = path.dirname(path.resolve(file));
   const abs = (p: string) => path.resolve(base, p);
-  return {
+  const normalized: StrataConfig = {
     ...config,
     stateDir: abs(config.stateDir),
     pool: abs(config.pool),
@@ -52,4 +56,8 @@ export function normalizeConfig(raw: unknown, file: string): StrataConfig {
     protectionGroups: config.protectionGroups.map((g) => ({ ...g, sources: g.sources.map((s) => ({ ...s, path: abs(s.path) })) })),
     configFile: path.resolve(file),
   };
+  if (config.embeddedAzurite?.location !== undefined) {
+    normalized.embeddedAzurite = { ...config.embeddedAzurite, location: abs(config.embeddedAzurite.location) };
+  }
+  return normalized;
 }

@@ -33,7 +33,12 @@ export interface ThrottleConfig {
   otherMbps?: number;
 }
 
-export type ProxyConfig = null | string | { url: string; username?: string; password?: string };
+/**
+ * How requests to Azure reach it. Absent: the environment decides (HTTPS_PROXY, HTTP_PROXY, NO_PROXY);
+ * `null`: directly, whatever the environment says; a URL or an object: through that proxy, except for
+ * the hosts in `noProxy`. See `proxyFor` in src/cloud/connectivity.ts.
+ */
+export type ProxyConfig = null | string | { url: string; username?: string; password?: string; noProxy?: string[] };
 
 export interface StrataConfig {
   /** Where the catalog, the control socket, logs and the registration live. */
@@ -50,7 +55,13 @@ export interface StrataConfig {
   proxy?: ProxyConfig;
   /** The embedded Azurite vault for the demo (`npm start`): started by the daemon on loopback. */
   embeddedAzurite?: { enabled: boolean; location?: string } | null;
+  /** The local web console: `listen` is "host:port" (an IPv6 host in brackets). */
   console?: { listen: string } | null;
+  /**
+   * The IANA time zone in which schedules (cron expressions), work hours and retention days are read.
+   * Default: the host's time zone.
+   */
+  timezone?: string;
   /** The file the config was loaded from (set by the loader, not written in the file). */
   configFile?: string;
 }

@@ -6,6 +6,7 @@ import { minimatch } from 'minimatch';
 import type { BlobIdSet } from '../catalog/blob-id-set.js';
 import type { Catalog, FileCacheEntry } from '../catalog/catalog.js';
 import type { Clock } from '../clock.js';
+import { crashPoint } from '../crash.js';
 import { StrataError, throwIfAborted } from '../errors.js';
 import { encodeBlob } from './blob-codec.js';
 import type { IndexedPack } from './index-segment.js';
@@ -125,6 +126,7 @@ class BackupRun {
     if (packs.length === 0) return;
     this.#indexWrites = this.#indexWrites.then(async () => {
       const indexId = await this.pool.writeIndex({ supersedes: [], packs });
+      crashPoint('index-written');
       this.catalog.addIndexSegment(
         indexId,
         packs.map((p) => ({ id: p.id.toString('hex'), size: p.size, entries: p.entries })),
@@ -185,7 +187,9 @@ class BackupRun {
       warnings: this.warnings,
     };
     throwIfAborted(options.signal);
+    crashPoint('before-manifest');
     const id = await this.pool.writeManifest(manifest);
+    crashPoint('manifest-written');
     this.catalog.transaction(() => {
       this.catalog.addRecoveryPoint({
         id,
@@ -304,6 +308,7 @@ class BackupRun {
   }
 
   async #storeTree(nodes: TreeNode[]): Promise<string> {
+    crashPoint('tree');
     const data = encodeTree({ nodes });
     const id = this.pool.blobId(data);
     if (this.known.add(id)) {

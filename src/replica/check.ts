@@ -83,6 +83,9 @@ export async function checkPool(pool: Pool, options: CheckOptions = {}): Promise
   // 2. Packs present with the indexed size.
   const present = new Map((await listAll(pool.store, PACKS_PREFIX)).map((o) => [o.key.split('/').pop()!, o.size]));
   const badPacks = new Set<string>();
+  /** Blobs that failed verification inside a pack whose header is sound. */
+  const badBlobs = new Set<string>();
+  const isBad = (blobIdHex: string, packId: string) => badPacks.has(packId) || badBlobs.has(blobIdHex);
   for (const [packId, p] of packs) {
     const size = present.get(packId);
     if (size === undefined) {
@@ -114,9 +117,12 @@ export async function checkPool(pool: Pool, options: CheckOptions = {}): Promise
       }
       report.bytesRead += data.length;
       const problem = verifyPack(pool, reader, packId, data, p.entries);
-      if (problem) {
-        addProblem('pack', packId, problem);
+      if (problem.whole) {
+        addProblem('pack', packId, problem.whole);
         badPacks.add(packId);
+      } else if (problem.blobs.length > 0) {
+        addProblem('pack', packId, `${problem.blobs.length} damaged blob(s): ${problem.blobs[0]!.message}`);
+        for (const b of problem.blobs) badBlobs.add(b.id);
       }
     }
   }
@@ -147,7 +153,7 @@ export async function checkPool(pool: Pool, options: CheckOptions = {}): Promise
         note(addProblem('tree', treeId, 'not in any index'), `${rp}: ${prefix || '/'} (whole directory)`);
         return;
       }
-      if (badPacks.has(loc.packId)) {
+      if (isBad(treeId, loc.packId)) {
         note(addProblem('pack', loc.packId, 'damaged'), `${rp}: ${prefix || '/'} (whole directory)`);
         return;
       }
@@ -170,7 +176,7 @@ export async function checkPool(pool: Pool, options: CheckOptions = {}): Promise
               note(addProblem('blob', c, 'not in any index'), `${rp}: ${rel}`);
               break;
             }
-            if (badPacks.has(b.packId)) {
+            if (isBad(c, b.packId)) {
               note(addProblem('pack', b.packId, 'damaged'), `${rp}: ${rel}`);
               break;
             }
@@ -184,23 +190,27 @@ export async function checkPool(pool: Pool, options: CheckOptions = {}): Promise
   return report;
 }
 
-/** Returns what is wrong with a pack, or null when every blob and its header verify. */
-function verifyPack(pool: Pool, reader: BlobReader, packId: string, data: Buffer, indexed: PackEntry[]): string | null {
+/**
+ * Verifies a pack read whole: `whole` is set when the pack cannot be trusted at all (header damaged
+ * or not matching the index); otherwise `blobs` lists each blob that fails (the others are sound).
+ */
+function verifyPack(pool: Pool, reader: BlobReader, packId: string, data: Buffer, indexed: PackEntry[]): { whole: string | null; blobs: { id: string; message: string }[] } {
   let entries: PackEntry[];
   try {
     entries = readPackHeader(pool.keys.encKey, Buffer.from(packId, 'hex'), data, `pack ${packId.slice(0, 12)}`);
   } catch (err) {
-    return (err as Error).message;
+    return { whole: (err as Error).message, blobs: [] };
   }
   if (entries.length !== indexed.length || entries.some((e, i) => !e.id.equals(indexed[i]!.id) || e.offset !== indexed[i]!.offset || e.length !== indexed[i]!.length)) {
-    return 'its header does not match the index';
+    return { whole: 'its header does not match the index', blobs: [] };
   }
+  const blobs: { id: string; message: string }[] = [];
   for (const e of entries) {
     try {
       reader.decode({ id: e.id, type: e.type, packId, offset: e.offset, length: e.length, rawLength: e.rawLength, compression: e.compression }, data.subarray(e.offset, e.offset + e.length));
     } catch (err) {
-      return (err as Error).message;
+      blobs.push({ id: e.id.toString('hex'), message: (err as Error).message });
     }
   }
-  return null;
+  return { whole: null, blobs };
 }

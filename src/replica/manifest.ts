@@ -10,7 +10,7 @@ export interface BackupStats {
   /** Files whose content was read (the rest came from the metadata cache). */
   filesRead: number;
   bytesRead: number;
-  /** Blobs and plaintext bytes this run added to the pool. */
+  /** Data blobs (and their plaintext bytes) this run added to the pool; tree blobs are not counted. */
   newBlobs: number;
   newBytes: number;
   /** Bytes of packs this run wrote. */

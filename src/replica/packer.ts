@@ -1,5 +1,6 @@
 // Appends sealed blobs to packs and writes each pack whole (temp file, fsync, rename, via the store).
 import { randomBytes } from 'node:crypto';
+import { crashPoint } from '../crash.js';
 import type { ObjectStore } from '../store/object-store.js';
 import type { IndexedPack } from './index-segment.js';
 import { packKey } from './pool.js';
@@ -57,6 +58,7 @@ export class Packer {
     const write = this.#store
       .put(packKey(packId.toString('hex')), data, this.#options.signal ? { signal: this.#options.signal } : {})
       .then(() => {
+        crashPoint('pack-written');
         this.bytesWritten += data.length;
         this.#written.push(pack);
         this.#options.onPackWritten?.(pack);

@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { crashPoint } from '../crash.js';
 import { NotFoundError, isNotFound, throwIfAborted } from '../errors.js';
 import { assertValidKey, type ByteRange, type ObjectInfo, type ObjectStore, type StoreOptions } from './object-store.js';
 
@@ -45,6 +46,7 @@ export class DirStore implements ObjectStore {
       throw err;
     }
     await handle.close();
+    crashPoint('store-temp-written');
     try {
       throwIfAborted(options?.signal);
       await fs.rename(tmp, final);
