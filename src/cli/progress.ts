@@ -31,7 +31,9 @@ export function createProgressReporter(options: { enabled: boolean; tty: boolean
     return { pct, eta, rateText, text: `${s.label}: ${fmt(s.done, s.unit)}${s.total !== null ? ` of ${fmt(s.total, s.unit)}` : ''}${pct !== null ? ` (${pct.toFixed(0)}%)` : ''}, ${rateText}, ETA ${eta}` };
   };
   if (!options.tty) {
-    let last = 0;
+    // Quiet for short jobs: the first line comes after one interval.
+    let last = started;
+    let printed = false;
     let pending: ProgressSample | null = null;
     return {
       update(sample) {
@@ -39,12 +41,13 @@ export function createProgressReporter(options: { enabled: boolean; tty: boolean
         const now = Date.now();
         if (now - last >= (options.intervalMs ?? 5000)) {
           last = now;
+          printed = true;
           stream.write(describe(sample).text + '\n');
           pending = null;
         }
       },
       stop() {
-        if (pending && last !== 0) stream.write(describe(pending).text + '\n');
+        if (pending && printed) stream.write(describe(pending).text + '\n');
       },
     };
   }
