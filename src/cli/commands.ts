@@ -1,8 +1,8 @@
 // The command tree of `strata`, built with commander. Each action opens what it needs, runs a job
 // from src/agent, and prints a human summary or, with --json, one JSON document on stdout.
 import { Command, CommanderError, Option } from 'commander';
+export { EXIT } from './invocation.js';
 import { readFileSync } from 'node:fs';
-import { AgentContext } from '../agent/context.js';
 import { errorChain } from '../agent/log.js';
 import {
   changePassphrase,
@@ -13,62 +13,14 @@ import {
   runCheck,
   runRestore,
 } from '../agent/jobs.js';
-import { loadConfig, resolveConfigPath } from '../config/load.js';
-import type { StrataConfig } from '../config/types.js';
 import { generatePassphrase, readPassphraseFile } from '../crypto/passphrase.js';
 import { StrataError } from '../errors.js';
 import type { ConflictPolicy } from '../replica/restore.js';
 import { formatBytes, formatDuration, formatTime, table } from './format.js';
-import { createProgressReporter } from './progress.js';
+import { EXIT, Invocation, common, defaultIo, type CommandRegistrar, type CommonOptions, type Io } from './invocation.js';
 
-export const EXIT = { ok: 0, failed: 1, usage: 2, gate: 3 } as const;
-
-interface CommonOptions {
-  config?: string;
-  json?: boolean;
-  progress?: boolean;
-}
-
-/** Output channel of one invocation (injectable for tests). */
-export interface Io {
-  out: (s: string) => void;
-  err: (s: string) => void;
-  tty: boolean;
-}
-
-const defaultIo: Io = {
-  out: (s) => process.stdout.write(s.endsWith('\n') ? s : s + '\n'),
-  err: (s) => process.stderr.write(s.endsWith('\n') ? s : s + '\n'),
-  tty: Boolean(process.stderr.isTTY),
-};
-
-class Invocation {
-  ctx: AgentContext | null = null;
-  constructor(readonly io: Io) {}
-
-  context(opts: CommonOptions): AgentContext {
-    if (this.ctx) return this.ctx;
-    const config: StrataConfig = loadConfig(resolveConfigPath(opts.config));
-    this.ctx = new AgentContext(config, { warn: (m) => this.io.err(`strata: warning: ${m}`) });
-    return this.ctx;
-  }
-
-  print(opts: CommonOptions, json: unknown, human: string | (() => string)): void {
-    if (opts.json) this.io.out(JSON.stringify(json, null, 2));
-    else this.io.out(typeof human === 'string' ? human : human());
-  }
-
-  progress(opts: CommonOptions) {
-    return createProgressReporter({ enabled: opts.progress !== false, tty: this.io.tty });
-  }
-}
-
-function common(cmd: Command): Command {
-  return cmd
-    .option('--config <file>', 'config file (default: $STRATA_CONFIG, then /etc/strata/strata.json)')
-    .option('--json', 'print the result as JSON on stdout')
-    .option('--no-progress', 'do not show progress');
-}
+/** Command modules beyond the core ones; each adds its commands to the program. */
+export const registrars: CommandRegistrar[] = [];
 
 function build(inv: Invocation, setExit: (code: number) => void): Command {
   const program = new Command('strata')
@@ -257,6 +209,7 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
       );
     });
 
+  for (const register of registrars) register(program, inv, setExit);
   return program;
 }
 

@@ -33,7 +33,7 @@ export interface ContactStore {
   setLastContact(ms: number): void;
 }
 
-export type ProbeResult = { ok: true; at: number } | { ok: false; error: unknown };
+export type ProbeOutcome = { ok: true; at: number } | { ok: false; error: unknown };
 
 export interface ConnectivityMonitorOptions {
   clock: Clock;
@@ -63,7 +63,7 @@ export class ConnectivityMonitor {
   #intervalMs: number;
   #freshMs: number;
   #onProbeError: (error: unknown) => void;
-  #inFlight: Promise<ProbeResult> | null = null;
+  #inFlight: Promise<ProbeOutcome> | null = null;
   #stopTimer: (() => void) | null = null;
   #lastError: unknown = undefined;
 
@@ -94,7 +94,7 @@ export class ConnectivityMonitor {
    * Probes once. Concurrent calls share the probe in flight. A probe failure is returned, not thrown;
    * an abort of `signal` is thrown (cancellation is never reported as a failed probe).
    */
-  async probe(options: { signal?: AbortSignal } = {}): Promise<ProbeResult> {
+  async probe(options: { signal?: AbortSignal } = {}): Promise<ProbeOutcome> {
     throwIfAborted(options.signal);
     this.#inFlight ??= this.#runProbe(options.signal).finally(() => {
       this.#inFlight = null;
@@ -128,7 +128,7 @@ export class ConnectivityMonitor {
     this.#stopTimer = null;
   }
 
-  async #runProbe(signal: AbortSignal | undefined): Promise<ProbeResult> {
+  async #runProbe(signal: AbortSignal | undefined): Promise<ProbeOutcome> {
     try {
       await this.#probe(signal ? { signal } : {});
     } catch (error) {

@@ -280,6 +280,18 @@ describe('ArmSubscriptionProvider through a proxy', () => {
     expect(e.message).toContain('HTTP 407');
   });
 
+  it('speaks TLS inside the tunnel to an https endpoint', async () => {
+    // The loopback ARM speaks plain HTTP, so the TLS handshake inside the tunnel must fail, as unreachable.
+    const server = await arm('Enabled');
+    const proxy = await startConnectProxy();
+    const httpsEndpoint = server.endpoint.replace('http:', 'https:');
+    const { p } = provider(server, { managementEndpoint: httpsEndpoint, proxy: proxy.url });
+    const e = await rejection(p.current());
+    expect(proxy.connects).toEqual([new URL(server.endpoint).host]);
+    expect(e.code).toBe('STRATA_SUBSCRIPTION_UNREACHABLE');
+    expect(server.tokens).toEqual([]);
+  });
+
   it('follows HTTP_PROXY and NO_PROXY from the environment when the config names no proxy', async () => {
     const server = await arm('Enabled');
     const proxy = await startConnectProxy();

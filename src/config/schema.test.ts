@@ -76,6 +76,7 @@ describe('validateConfig accepts', () => {
     ['proxy as an object', () => edited((c) => (c['proxy'] = { url: 'http://proxy:3128', username: 'u', password: 'p', noProxy: ['localhost'] }))],
     ['throttle across midnight, a day list', () => edited((c) => (c['throttle'] = { workHours: '22:00-06:00', workDays: 'mon,wed,fri-sun' }))],
     ['throttle to 24:00', () => edited((c) => (c['throttle'] = { workHours: '08:00-24:00', workDays: 'sat' }))],
+    ['day names in any case, spaced lists, wrapping ranges', () => edited((c) => (c['throttle'] = { workHours: '08:00-18:00', workDays: 'Mon-Wed, sat,fri-mon' }))],
     ['throttle null', () => edited((c) => (c['throttle'] = null))],
     ['console', () => edited((c) => (c['console'] = { listen: '127.0.0.1:8080' }))],
     ['console on IPv6', () => edited((c) => (c['console'] = { listen: '[::1]:0' }))],
@@ -150,7 +151,9 @@ describe('validateConfig rejects', () => {
     ['bad work hours', (c: any) => (c.throttle.workHours = '8-18'), /throttle\.workHours must be "HH:MM-HH:MM"/],
     ['work hours 25:00', (c: any) => (c.throttle.workHours = '08:00-25:00'), /throttle\.workHours must be "HH:MM-HH:MM"/],
     ['an empty work window', (c: any) => (c.throttle.workHours = '08:00-08:00'), /throttle\.workHours "08:00-08:00" is an empty window/],
-    ['bad work days', (c: any) => (c.throttle.workDays = 'monday-friday'), /throttle\.workDays must be lower-case day names/],
+    ['bad work days', (c: any) => (c.throttle.workDays = 'monday-friday'), /throttle\.workDays must be day names as ranges or a comma list/],
+    ['an unknown day', (c: any) => (c.throttle.workDays = 'mon-frj'), /throttle\.workDays "mon-frj" names no day "frj"/],
+    ['a whole-day window written 00:00-24:00', (c: any) => (c.throttle.workHours = '00:00-24:00'), /is an empty window/],
     ['negative Mbps', (c: any) => (c.throttle.workMbps = -1), /throttle\.workMbps must be megabits per second/],
     ['throttle without days', (c: any) => delete c.throttle.workDays, /throttle\.workDays is required/],
     // proxy

@@ -14,7 +14,9 @@ export const ONLINE_MAX_RUNS_PER_DAY = 2;
 
 const path = { type: 'string', minLength: 1, description: "a non-empty path (a relative path is read from the config file's directory)" };
 const int = (min: number, max: number, unit: string) => ({ type: 'integer', minimum: min, maximum: max, description: `an integer from ${min} to ${max} (${unit})` });
-const DAY = '(mon|tue|wed|thu|fri|sat|sun)';
+/** A three-letter day name in any case (the check of the name itself is case-insensitive, below). */
+const DAY = '[A-Za-z]{3}';
+const DAY_NAMES = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
 const HHMM = '([01][0-9]|2[0-3]):[0-5][0-9]';
 
 /**
@@ -119,8 +121,8 @@ export const CONFIG_SCHEMA = {
         },
         workDays: {
           type: 'string',
-          pattern: `^${DAY}(-${DAY})?(,${DAY}(-${DAY})?)*$`,
-          description: 'lower-case day names as a range or a comma list, such as "mon-fri" or "mon,wed,fri"',
+          pattern: `^ *${DAY}(-${DAY})?( *, *${DAY}(-${DAY})?)* *$`,
+          description: 'day names as ranges or a comma list, such as "mon-fri", "mon,wed,fri" or "fri-mon"',
         },
         workMbps: { type: 'number', minimum: 0, description: 'megabits per second, 0 for unlimited' },
         otherMbps: { type: 'number', minimum: 0, description: 'megabits per second, 0 for unlimited' },
@@ -286,8 +288,17 @@ export function validateConfig(raw: unknown, file: string): StrataConfig {
   }
 
   if (config.throttle) {
+    // The same rules as src/store/bandwidth-schedule.ts, which applies them: "24:00" as an end is midnight.
     const [start, end] = config.throttle.workHours.split('-') as [string, string];
-    if (start === end) throw invalid(file, `throttle.workHours "${config.throttle.workHours}" is an empty window; use "HH:MM-HH:MM" with two different times`);
+    if (start === (end === '24:00' ? '00:00' : end)) {
+      throw invalid(file, `throttle.workHours "${config.throttle.workHours}" is an empty window; use "HH:MM-HH:MM" with two different times`);
+    }
+    const unknown = config.throttle.workDays
+      .split(/[\s,-]+/)
+      .filter((d) => d !== '' && !DAY_NAMES.includes(d.toLowerCase()));
+    if (unknown.length > 0) {
+      throw invalid(file, `throttle.workDays "${config.throttle.workDays}" names no day "${unknown[0]}"; use mon, tue, wed, thu, fri, sat, sun`);
+    }
   }
 
   if (config.timezone !== undefined) {

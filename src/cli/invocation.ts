@@ -1,0 +1,60 @@
+// One invocation of `strata`: its output channel, its lazily opened context, and the options every
+// command shares. Command modules (commands.ts, and the ones it registers) build on it.
+import type { Command } from 'commander';
+import { AgentContext } from '../agent/context.js';
+import { loadConfig, resolveConfigPath } from '../config/load.js';
+import type { StrataConfig } from '../config/types.js';
+import { createProgressReporter } from './progress.js';
+
+export const EXIT = { ok: 0, failed: 1, usage: 2, gate: 3 } as const;
+
+export interface CommonOptions {
+  config?: string;
+  json?: boolean;
+  progress?: boolean;
+}
+
+/** Output channel of one invocation (injectable for tests). */
+export interface Io {
+  out: (s: string) => void;
+  err: (s: string) => void;
+  tty: boolean;
+}
+
+export const defaultIo: Io = {
+  out: (s) => process.stdout.write(s.endsWith('\n') ? s : s + '\n'),
+  err: (s) => process.stderr.write(s.endsWith('\n') ? s : s + '\n'),
+  tty: Boolean(process.stderr.isTTY),
+};
+
+export class Invocation {
+  ctx: AgentContext | null = null;
+  constructor(readonly io: Io) {}
+
+  context(opts: CommonOptions): AgentContext {
+    if (this.ctx) return this.ctx;
+    const config: StrataConfig = loadConfig(resolveConfigPath(opts.config));
+    this.ctx = new AgentContext(config, { warn: (m) => this.io.err(`strata: warning: ${m}`) });
+    return this.ctx;
+  }
+
+  print(opts: CommonOptions, json: unknown, human: string | (() => string)): void {
+    if (opts.json) this.io.out(JSON.stringify(json, null, 2));
+    else this.io.out(typeof human === 'string' ? human : human());
+  }
+
+  progress(opts: CommonOptions) {
+    return createProgressReporter({ enabled: opts.progress !== false, tty: this.io.tty });
+  }
+}
+
+export function common(cmd: Command): Command {
+  return cmd
+    .option('--config <file>', 'config file (default: $STRATA_CONFIG, then /etc/strata/strata.json)')
+    .option('--json', 'print the result as JSON on stdout')
+    .option('--no-progress', 'do not show progress');
+}
+
+
+/** A module that adds commands to the program. `setExit` sets the exit code without throwing. */
+export type CommandRegistrar = (program: Command, inv: Invocation, setExit: (code: number) => void) => void;
