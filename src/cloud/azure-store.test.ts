@@ -7,6 +7,16 @@ import { listAll } from '../store/object-store.js';
 import { AzureBlobStore, azureStoreFromVault, createContainerClient } from './azure-store.js';
 import { createVaultCredentials, parseVaultCredentials } from './vault-credentials.js';
 
+/** The error `promise` rejects with (fails the test if it resolves). */
+async function rejectionOf(promise: Promise<unknown>): Promise<Error & { code?: string; kind?: string; cause?: unknown }> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as Error & { code?: string; kind?: string; cause?: unknown };
+  }
+  throw new Error('expected a rejection');
+}
+
 let azurite: Azurite;
 let container: ContainerClient;
 let serial = 0;
@@ -109,7 +119,7 @@ describe('AzureBlobStore', () => {
     const store = new AzureBlobStore(bad);
     await expect(store.put('k/a', Buffer.from('x'))).rejects.toMatchObject({ code: 'STRATA_VAULT_AUTH', kind: 'input' });
     await expect(store.stat('k/a')).rejects.toMatchObject({ code: 'STRATA_VAULT_AUTH' });
-    const err = await store.get('k/a').catch((e: Error) => e);
+    const err = await rejectionOf(store.get('k/a'));
     expect(err.message).not.toContain(AZURITE_ACCOUNT_KEY);
   });
 
@@ -118,8 +128,9 @@ describe('AzureBlobStore', () => {
     await expect(missing.put('k/a', Buffer.from('x'))).rejects.toMatchObject({ code: 'STRATA_VAULT_CONTAINER_MISSING' });
     await expect(listAll(missing, '')).rejects.toMatchObject({ code: 'STRATA_VAULT_CONTAINER_MISSING' });
     await expect(missing.get('k/a')).rejects.toMatchObject({ code: 'STRATA_NOT_FOUND' });
+    await expect(missing.delete('k/a')).rejects.toMatchObject({ code: 'STRATA_VAULT_CONTAINER_MISSING' });
     const closed = new AzureBlobStore(createContainerClient({ endpoint: `http://127.0.0.1:1/${AZURITE_ACCOUNT_NAME}`, container: 'strata-test', auth: sharedKey }));
-    const err = await closed.stat('k/a').catch((e: { code: string; cause: unknown }) => e);
+    const err = await rejectionOf(closed.stat('k/a'));
     expect(err).toMatchObject({ code: 'STRATA_VAULT_NETWORK', kind: 'failed' });
     expect(err.cause).toBeDefined();
   });

@@ -6,9 +6,9 @@
 // it. Two nested retry layers would multiply attempts (4 SDK tries × N of ours), sleep on real
 // timers invisible to tests, and hide retries from the counters.
 //
-// Integrity: every put carries an MD5 the service checks (the whole blob for a single Put Blob, each
-// block for Put Block) and the whole-blob MD5 is stored as the blob's Content-MD5, so a full get is
-// checked against it; a range of up to 4 MiB is checked with a transactional range MD5.
+// Integrity: every put carries an MD5 the service checks (Content-MD5 of the whole blob for a single
+// Put Blob, of each block for Put Block) and the whole-blob MD5 is stored as the blob's Content-MD5, so
+// a full get is checked against it; a range of up to 4 MiB is checked with a transactional range MD5.
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import {
@@ -17,6 +17,7 @@ import {
   RestError,
   StorageSharedKeyCredential,
   type BlockBlobClient,
+  type BlockBlobUploadOptions,
   type StoragePipelineOptions,
 } from '@azure/storage-blob';
 import type { TokenCredential } from '@azure/identity';
@@ -32,6 +33,8 @@ export const AZURE_SINGLE_PUT_LIMIT = 256 * MiB;
 const MAX_BLOCKS = 50_000;
 /** The service computes a transactional MD5 for ranges up to 4 MiB only. */
 const RANGE_MD5_LIMIT = 4 * MiB;
+/** Operations for which a missing container is an error of its own rather than a missing object. */
+const CONTAINER_OPS = new Set(['put', 'put block', 'commit', 'list', 'delete']);
 
 export type AzureAuth =
   | { type: 'AccountKey'; accountName: string; accountKey: string }
@@ -111,7 +114,8 @@ export interface AzureBlobStoreOptions {
  * are invisible until committed). Errors:
  * - a missing blob is a NotFoundError from get, stat and getMetadata;
  * - credentials refused (HTTP 401/403) are StrataError STRATA_VAULT_AUTH (kind 'input');
- * - a missing container is STRATA_VAULT_CONTAINER_MISSING (kind 'input') from put and list;
+ * - a missing container is STRATA_VAULT_CONTAINER_MISSING (kind 'input') from put, list and delete
+ *   (get and stat report the object missing);
  * - a range outside the object is a RangeError;
  * - transient failures are StrataError kind 'failed' with the original as `cause`: STRATA_VAULT_NETWORK
  *   (connection refused or reset, DNS), STRATA_VAULT_TIMEOUT (no answer in time),
@@ -168,7 +172,17 @@ export class AzureBlobStore implements ObjectStore {
     const blobContentMD5 = md5(body);
     const blobHTTPHeaders = { blobContentMD5, blobContentType: 'application/octet-stream' };
     if (body.length <= this.#singlePutLimit) {
-      await this.#request('put', key, body.length, options, (abortSignal) => blob.upload(body, body.length, { abortSignal, blobHTTPHeaders }));
+      await this.#request('put', key, body.length, options, (abortSignal) => {
+        // Content-MD5 (checked in transit) as well as x-ms-blob-content-md5 (stored). The SDK sends
+        // `transactionalContentMD5` for Put Blob though BlockBlobUploadOptions does not declare it; the
+        // fault-proxy test checks both headers go out.
+        const uploadOptions: BlockBlobUploadOptions & { transactionalContentMD5: Uint8Array } = {
+          abortSignal,
+          blobHTTPHeaders,
+          transactionalContentMD5: blobContentMD5,
+        };
+        return blob.upload(body, body.length, uploadOptions);
+      });
       return;
     }
     const blockSize = Math.max(this.#blockSize, Math.ceil(body.length / MAX_BLOCKS));
@@ -326,7 +340,7 @@ export class AzureBlobStore implements ObjectStore {
       const status = err.statusCode;
       const code = serviceErrorCode(err);
       if (status === 404) {
-        if (code === 'ContainerNotFound' && (op === 'put' || op === 'put block' || op === 'commit' || op === 'list')) {
+        if (code === 'ContainerNotFound' && CONTAINER_OPS.has(op)) {
           return new StrataError('STRATA_VAULT_CONTAINER_MISSING', `vault container ${this.#container.containerName} does not exist at ${this.location}; register the server again to create it`, {
             kind: 'input',
             cause: err,

@@ -41,4 +41,11 @@ describe('azurite process', () => {
       await a.stop();
     }
   });
+
+  it('stops a start that is aborted, leaving nothing running', { timeout: 20_000 }, async () => {
+    const controller = new AbortController();
+    const starting = startAzuriteProcess({ signal: controller.signal });
+    setTimeout(() => controller.abort(new Error('changed my mind')), 50);
+    await expect(starting).rejects.toThrow('changed my mind');
+  });
 });

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { systemClock, type Clock } from '../clock.js';
-import { StrataError } from '../errors.js';
+import { StrataError, throwIfAborted } from '../errors.js';
 
 /** The emulator's well-known development account (public, documented by Microsoft; not a secret). */
 export const AZURITE_ACCOUNT_NAME = 'devstoreaccount1';
@@ -64,6 +64,7 @@ export function azuriteBlobScript(): string {
  * The child is killed if this process exits without calling `stop`.
  */
 export async function startAzuriteProcess(options: StartAzuriteOptions = {}): Promise<AzuriteProcess> {
+  throwIfAborted(options.signal);
   const clock = options.clock ?? systemClock;
   const host = options.host ?? '127.0.0.1';
   const timeoutMs = options.startTimeoutMs ?? 30_000;
@@ -123,13 +124,16 @@ export async function startAzuriteProcess(options: StartAzuriteOptions = {}): Pr
     throw new StrataError('STRATA_AZURITE_START', `azurite did not start within ${timeoutMs} ms: ${lastLine()}`, { kind: 'failed' });
   });
   timedOut.catch(() => {});
+  const signal = AbortSignal.any(options.signal ? [gaveUp.signal, options.signal] : [gaveUp.signal]);
+  const aborted = new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(options.signal?.reason), { once: true }));
+  aborted.catch(() => {});
   try {
-    const port = await Promise.race([listening, failed, timedOut]);
-    const polling = AbortSignal.any(options.signal ? [gaveUp.signal, options.signal] : [gaveUp.signal]);
-    const answering = waitUntilAnswering(host, port, clock, polling);
+    const port = await Promise.race([listening, failed, timedOut, aborted]);
+    const answering = waitUntilAnswering(host, port, clock, signal);
     answering.catch(() => {});
-    await Promise.race([answering, failed, timedOut]);
-    return { endpoint: `http://${host}:${port}/${AZURITE_ACCOUNT_NAME}`, port, pid: child.pid!, location, stop };
+    await Promise.race([answering, failed, timedOut, aborted]);
+    const hostInUrl = host.includes(':') ? `[${host}]` : host;
+    return { endpoint: `http://${hostInUrl}:${port}/${AZURITE_ACCOUNT_NAME}`, port, pid: child.pid!, location, stop };
   } catch (err) {
     await stop();
     throw err;

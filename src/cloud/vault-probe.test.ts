@@ -4,6 +4,16 @@ import { startAzurite, type Azurite } from '../../test/helpers/azurite.js';
 import { createVaultCredentials, parseVaultCredentials, type VaultCredentials } from './vault-credentials.js';
 import { probeVault } from './vault-probe.js';
 
+/** The error `promise` rejects with (fails the test if it resolves). */
+async function rejectionOf(promise: Promise<unknown>): Promise<Error & { code?: string; kind?: string; cause?: unknown }> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as Error & { code?: string; kind?: string; cause?: unknown };
+  }
+  throw new Error('expected a rejection');
+}
+
 let azurite: Azurite;
 beforeAll(async () => {
   azurite = await startAzurite();
@@ -27,7 +37,7 @@ describe('probeVault', () => {
 
   it('reports a wrong key as STRATA_VAULT_AUTH', async () => {
     const bad = creds(azurite.endpoint, { accountKey: Buffer.alloc(64, 9).toString('base64') });
-    const err = await probeVault(bad, { timeoutMs: 5000 }).catch((e: Error & { code: string; kind: string }) => e);
+    const err = await rejectionOf(probeVault(bad, { timeoutMs: 5000 }));
     expect(err).toMatchObject({ code: 'STRATA_VAULT_AUTH', kind: 'input' });
     expect(err.message).toContain(azurite.endpoint);
   });
@@ -35,7 +45,7 @@ describe('probeVault', () => {
   it('reports a closed port as STRATA_VAULT_UNREACHABLE within the timeout', async () => {
     const closed = creds(`http://127.0.0.1:1/devstoreaccount1`);
     const started = performance.now();
-    const err = await probeVault(closed, { timeoutMs: 3000 }).catch((e: Error & { code: string }) => e);
+    const err = await rejectionOf(probeVault(closed, { timeoutMs: 3000 }));
     expect(performance.now() - started).toBeLessThan(3000);
     expect(err).toMatchObject({ code: 'STRATA_VAULT_UNREACHABLE' });
     expect(err.message).toMatch(/127\.0\.0\.1:1.*ECONNREFUSED.*network and proxy/);
@@ -48,7 +58,7 @@ describe('probeVault', () => {
     const port = (silent.address() as net.AddressInfo).port;
     try {
       const started = performance.now();
-      const err = await probeVault(creds(`http://127.0.0.1:${port}/devstoreaccount1`), { timeoutMs: 500 }).catch((e: Error & { code: string }) => e);
+      const err = await rejectionOf(probeVault(creds(`http://127.0.0.1:${port}/devstoreaccount1`), { timeoutMs: 500 }));
       const elapsed = performance.now() - started;
       expect(elapsed).toBeGreaterThanOrEqual(450);
       expect(elapsed).toBeLessThan(3000);

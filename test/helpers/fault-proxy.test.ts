@@ -125,5 +125,9 @@ describe('fault proxy with AzureBlobStore and RetryStore', () => {
       ['GET', 'status500'],
     ]);
     expect(proxy!.stats).toMatchObject({ requests: 2, forwarded: 1 });
+    // The put carried its MD5 both for the transfer (Content-MD5) and to be stored (x-ms-blob-content-md5).
+    const put = proxy!.log[0]!.headers;
+    expect(put['content-md5']).toBe(createHash('md5').update('x').digest('base64'));
+    expect(put['x-ms-blob-content-md5']).toBe(put['content-md5']);
   });
 });

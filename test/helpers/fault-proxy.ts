@@ -25,6 +25,7 @@ export interface ProxyLogEntry {
   n: number;
   method: string;
   path: string;
+  headers: http.IncomingHttpHeaders;
   fault?: FaultKind;
 }
 
@@ -104,7 +105,7 @@ export async function startFaultProxy(target: { host?: string; port: number }, o
   const server = http.createServer((req, res) => {
     const n = ++stats.requests;
     const rule = choose(n, req);
-    const entry: ProxyLogEntry = { n, method: req.method ?? '', path: req.url ?? '' };
+    const entry: ProxyLogEntry = { n, method: req.method ?? '', path: req.url ?? '', headers: req.headers };
     if (rule) {
       entry.fault = rule.kind;
       stats.faults[rule.kind]++;
