@@ -1,6 +1,5 @@
 // The jobs strata runs, composed from the layers below: init, backup, restore, check, catalog
 // rebuild and passphrase change. The CLI runs them in-process; the daemon runs the same functions.
-import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Catalog } from '../catalog/catalog.js';
@@ -16,13 +15,17 @@ import { withLock } from '../replica/lock.js';
 import type { BackupStats } from '../replica/manifest.js';
 import { Pool } from '../replica/pool.js';
 import { restoreTree, type ConflictPolicy, type RestoreProgress, type RestoreResult } from '../replica/restore.js';
-import { syncDir } from '../store/dir-store.js';
+import { writeSecretFile } from './secret-file.js';
+import { markForCloud, replicate, type ReplicationResult } from './replication.js';
+import { ensureAllowed } from './vault.js';
 import type { AgentContext } from './context.js';
 import { snapshotSqlite } from './sqlite-source.js';
 
 export interface JobHooks<P> {
   signal?: AbortSignal;
   onProgress?: (p: P) => void;
+  /** Called once with the catalog job id, as soon as the job is recorded (the daemon follows jobs by it). */
+  onStarted?: (jobId: number) => void;
 }
 
 // --- init ---
@@ -62,21 +65,6 @@ export async function initPool(ctx: AgentContext, options: { generatePassphrase?
   return { poolId: pool.description.id, pool: ctx.config.pool, passphraseFile: file, ...(generated ? { generatedPassphrase: generated } : {}) };
 }
 
-/** Writes a file holding a secret: mode 0600 from the start, fsynced, atomically replacing any old one. */
-export async function writeSecretFile(file: string, content: string): Promise<void> {
-  await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
-  const h = await fs.open(tmp, 'wx', 0o600);
-  try {
-    await h.writeFile(content);
-    await h.sync();
-  } finally {
-    await h.close();
-  }
-  await fs.rename(tmp, file);
-  await syncDir(path.dirname(file));
-}
-
 // --- backup ---
 
 export interface SourceResult {
@@ -92,12 +80,18 @@ export interface BackupJobResult {
   group: string;
   state: 'completed' | 'warnings' | 'failed';
   sources: SourceResult[];
+  /** The upload to the vault, when the job went to the cloud. */
+  cloud?: ReplicationResult;
+  /** Why the upload did not happen (the disk recovery point stands; the next run retries). */
+  cloudError?: string;
 }
 
 export interface BackupJobOptions extends JobHooks<BackupProgress & { source: string }> {
   group?: string;
   path?: string;
   exclude?: string[];
+  /** Where the recovery point goes. Default: disk, then the cloud when the group has online protection. */
+  to?: 'disk' | 'cloud' | 'both';
   onFileError?: (source: string, relPath: string, message: string) => void;
 }
 
@@ -120,8 +114,33 @@ export function backupSources(ctx: AgentContext, options: { group?: string; path
 
 export async function runBackup(ctx: AgentContext, options: BackupJobOptions): Promise<BackupJobResult> {
   const { group, sources } = backupSources(ctx, options);
+  const groupConfig = ctx.config.protectionGroups.find((g) => g.name === group);
+  const to = options.to ?? (groupConfig?.online ? 'both' : 'disk');
+  // A server backs up nothing, not even to disk, before it is registered; then the gate decides.
+  await ensureAllowed(ctx, 'backup-disk', options.signal ? { signal: options.signal } : {});
+  if (to !== 'disk') await ensureAllowed(ctx, 'backup-cloud', options.signal ? { signal: options.signal } : {});
   const { pool, catalog } = await ctx.poolAndCatalog();
+  if (to === 'cloud') {
+    // The latest disk recovery point of each source goes to the cloud; none is made.
+    const results: SourceResult[] = [];
+    for (const source of sources) {
+      const latest = catalog.recoveryPoints({ group, source: source.path }).filter((r) => r.diskState === 'present').at(-1);
+      if (!latest) {
+        results.push({ source: source.path, recoveryPoint: null, stats: null, warnings: [], error: { code: 'STRATA_RP_NOT_FOUND', message: `no disk recovery point of ${source.path} to send to the cloud; run a backup to disk first` } });
+        continue;
+      }
+      markForCloud(catalog, latest.id);
+      results.push({ source: source.path, recoveryPoint: latest.id, stats: latest.stats as unknown as BackupStats, warnings: [] });
+    }
+    const jobId = catalog.createJob('backup --to cloud', group || null, ctx.clock.now());
+    options.onStarted?.(jobId);
+    const cloud = await replicate(ctx, options.signal ? { signal: options.signal } : {});
+    const failed = results.some((r) => r.error);
+    catalog.finishJob(jobId, failed ? 'failed' : 'completed', ctx.clock.now(), { sources: results, cloud });
+    return { jobId, group, state: failed ? 'failed' : 'completed', sources: results, cloud };
+  }
   const jobId = catalog.createJob('backup', group || null, ctx.clock.now());
+  options.onStarted?.(jobId);
   const results: SourceResult[] = [];
   try {
     await withLock(pool.store, { exclusive: false, operation: `backup ${group || options.path}`, clock: ctx.clock, host: ctx.host }, async () => {
@@ -135,10 +154,24 @@ export async function runBackup(ctx: AgentContext, options: BackupJobOptions): P
   }
   const failed = results.some((r) => r.error);
   const warned = results.some((r) => r.warnings.length > 0);
-  const state = failed ? 'failed' : warned ? 'warnings' : 'completed';
-  catalog.finishJob(jobId, state, ctx.clock.now(), { sources: results }, failed ? results.find((r) => r.error)!.error!.message : null);
+  let state: BackupJobResult['state'] = failed ? 'failed' : warned ? 'warnings' : 'completed';
+  let cloud: ReplicationResult | undefined;
+  let cloudError: string | null = null;
+  if (to === 'both') {
+    for (const r of results) if (r.recoveryPoint) markForCloud(catalog, r.recoveryPoint);
+    try {
+      cloud = await replicate(ctx, options.signal ? { signal: options.signal } : {});
+    } catch (err) {
+      // The disk recovery point stands; the upload waits and is retried by the next run.
+      if (options.signal?.aborted) throw err;
+      cloudError = `${(err as StrataError).code ?? 'STRATA_REPLICATION_FAILED'}: ${(err as Error).message}`;
+      ctx.log.warn({ err: (err as Error).message }, 'replication failed; it is retried with the next run');
+      if (state === 'completed') state = 'warnings';
+    }
+  }
+  catalog.finishJob(jobId, state, ctx.clock.now(), { sources: results, cloud: cloud ?? null, cloudError }, failed ? results.find((r) => r.error)!.error!.message : null);
   ctx.log.info({ jobId, group, state, sources: results.map((r) => ({ source: r.source, rp: r.recoveryPoint, warnings: r.warnings.length })) }, 'backup finished');
-  return { jobId, group, state, sources: results };
+  return { jobId, group, state, sources: results, ...(cloud ? { cloud } : {}), ...(cloudError ? { cloudError } : {}) };
 }
 
 async function backupSource(
@@ -212,7 +245,14 @@ async function runHook(command: string, which: string, source: string): Promise<
 // --- recovery points ---
 
 export async function listRecoveryPoints(ctx: AgentContext, options: { group?: string } = {}) {
-  const { catalog } = await ctx.poolAndCatalog();
+  let catalog: Catalog;
+  try {
+    catalog = (await ctx.poolAndCatalog()).catalog;
+  } catch (err) {
+    // An alternate server has no local pool: its catalog (rebuilt from the cloud) still lists the vault's points.
+    if ((err as StrataError).code !== 'STRATA_POOL_MISSING' || ctx.catalog().recoveryPoints().length === 0) throw err;
+    catalog = ctx.catalog();
+  }
   return catalog.recoveryPoints(options.group === undefined ? {} : { group: options.group });
 }
 
@@ -227,12 +267,14 @@ export interface RestoreJobOptions extends JobHooks<RestoreProgress> {
 }
 
 export async function runRestore(ctx: AgentContext, options: RestoreJobOptions): Promise<RestoreResult & { jobId: number; recoveryPoint: string }> {
+  await ensureAllowed(ctx, 'restore-disk', options.signal ? { signal: options.signal } : {});
   const { pool, catalog } = await ctx.poolAndCatalog();
   const rp = catalog.findRecoveryPoint(options.recoveryPoint, options.group);
   if (rp.diskState !== 'present') {
     throw new StrataError('STRATA_RP_NOT_ON_DISK', `recovery point ${rp.id.slice(0, 12)} is not in the local pool; restore it with --from cloud`, { kind: 'usage' });
   }
   const jobId = catalog.createJob('restore', rp.group || null, ctx.clock.now());
+  options.onStarted?.(jobId);
   try {
     const result = await withLock(pool.store, { exclusive: false, operation: 'restore', clock: ctx.clock, host: ctx.host }, async () => {
       const reader = new BlobReader(pool.store, pool.keys, catalog.blobLookup());

@@ -159,13 +159,22 @@ export class Catalog {
     return (this.db.prepare('SELECT id FROM index_segments').all() as Row[]).map((r) => r['id'] as string);
   }
 
-  /** Records an index segment and its packs and blobs, in one transaction. Idempotent. */
+  /**
+   * Records an index segment and its packs and blobs, in one transaction. Idempotent. A blob or pack
+   * already recorded is re-pointed here (the last segment recorded wins).
+   */
   addIndexSegment(indexId: string, packs: IndexedPackInput[]): void {
     const insSeg = this.db.prepare('INSERT OR IGNORE INTO index_segments(id) VALUES (?)');
     const insPack = this.db.prepare(
       'INSERT INTO packs(id, size, blob_count, index_id) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET index_id = excluded.index_id, size = excluded.size, blob_count = excluded.blob_count',
     );
-    const insBlob = this.db.prepare('INSERT OR IGNORE INTO blobs(id, type, pack_id, offset, length, raw_length, compression) VALUES (?, ?, ?, ?, ?, ?, ?)');
+    // A blob already known is re-pointed to this segment's pack: when prune repacks, the segment it
+    // writes moves live blobs to new packs before the superseded segments (and their packs) are forgotten.
+    const insBlob = this.db.prepare(
+      `INSERT INTO blobs(id, type, pack_id, offset, length, raw_length, compression) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT(id) DO UPDATE SET type = excluded.type, pack_id = excluded.pack_id, offset = excluded.offset, length = excluded.length,
+         raw_length = excluded.raw_length, compression = excluded.compression`,
+    );
     this.transaction(() => {
       insSeg.run(indexId);
       for (const p of packs) {
@@ -229,6 +238,28 @@ export class Catalog {
 
   setPackCloudState(id: string, state: string, at: number | null): void {
     this.db.prepare('UPDATE packs SET cloud_state = ?, cloud_updated = ? WHERE id = ?').run(state, at, id);
+  }
+
+  /** Packs in a given cloud state (none | uploaded | indexed | deleted). */
+  packsInCloudState(state: string): PackRow[] {
+    return (this.db.prepare('SELECT * FROM packs WHERE cloud_state = ?').all(state) as Row[]).map(toPackRow);
+  }
+
+  // --- soft deletes in the vault ---
+
+  markCloudDeletion(key: string, at: number): void {
+    this.db.prepare('INSERT OR IGNORE INTO cloud_deletions(key, marked_at) VALUES (?, ?)').run(key, at);
+  }
+
+  cloudDeletions(olderThan = Number.MAX_SAFE_INTEGER): { key: string; markedAt: number }[] {
+    return (this.db.prepare('SELECT key, marked_at FROM cloud_deletions WHERE marked_at <= ? ORDER BY key').all(olderThan) as Row[]).map((r) => ({
+      key: r['key'] as string,
+      markedAt: r['marked_at'] as number,
+    }));
+  }
+
+  removeCloudDeletion(key: string): void {
+    this.db.prepare('DELETE FROM cloud_deletions WHERE key = ?').run(key);
   }
 
   // --- recovery points ---

@@ -67,4 +67,11 @@ export const MIGRATIONS: string[] = [
   ) WITHOUT ROWID;
   CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
   `,
+  // 2: the cloud copy: blobs marked for deletion in the vault (soft delete), removed after 14 days
+  `
+  CREATE TABLE cloud_deletions (
+    key TEXT PRIMARY KEY,          -- object key under the server's prefix in the vault
+    marked_at INTEGER NOT NULL
+  );
+  `,
 ];

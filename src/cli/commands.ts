@@ -17,10 +17,14 @@ import { generatePassphrase, readPassphraseFile } from '../crypto/passphrase.js'
 import { StrataError } from '../errors.js';
 import type { ConflictPolicy } from '../replica/restore.js';
 import { formatBytes, formatDuration, formatTime, table } from './format.js';
+import { registerCloudCommands } from './cloud-commands.js';
+import { registerDaemonCommands } from './daemon-commands.js';
+import { tryDaemon } from '../agent/control-client.js';
+import { checkCloud, listVaultRecoveryPoints, rebuildCatalogFromCloud, restoreFromCloud } from '../agent/cloud-jobs.js';
 import { EXIT, Invocation, common, defaultIo, type CommandRegistrar, type CommonOptions, type Io } from './invocation.js';
 
 /** Command modules beyond the core ones; each adds its commands to the program. */
-export const registrars: CommandRegistrar[] = [];
+export const registrars: CommandRegistrar[] = [registerCloudCommands, registerDaemonCommands];
 
 function build(inv: Invocation, setExit: (code: number) => void): Command {
   const program = new Command('strata')
@@ -57,10 +61,12 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
       const failedFiles: string[] = [];
       let result;
       try {
-        result = await runBackup(ctx, {
+        result = await tryDaemon<Awaited<ReturnType<typeof runBackup>>>(inv, opts, { backup: { group, path: opts.path, exclude: opts.exclude, to: opts.to as 'disk' } }, (p) => progress.update(p));
+        result ??= await runBackup(ctx, {
           ...(group !== undefined ? { group } : {}),
           ...(opts.path !== undefined ? { path: opts.path } : {}),
           ...(opts.exclude ? { exclude: opts.exclude } : {}),
+          ...(opts.to ? { to: opts.to as 'disk' | 'cloud' | 'both' } : {}),
           onProgress: (p) => progress.update({ label: `backup ${p.source}`, done: p.bytes, total: p.totalBytes, unit: 'bytes' }),
           onFileError: (source, rel, message) => failedFiles.push(`${source}: ${rel}: ${message}`),
         });
@@ -83,6 +89,8 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
               if (s.warnings.length) lines.push(`  completed with ${s.warnings.length} warning(s):`, ...s.warnings.slice(0, 50).map((w) => `    ${w}`));
               return lines.join('\n');
             })
+            .concat(result.cloud ? [`uploaded to the vault: ${result.cloud.packsUploaded} packs (${formatBytes(result.cloud.bytesUploaded)}), ${result.cloud.packsAlreadyThere} already there, ${result.cloud.retries} retried request(s)`] : [])
+            .concat(result.cloudError ? [`upload to the vault did not complete (the disk recovery point stands; the next run retries): ${result.cloudError}`] : [])
             .join('\n'),
       );
       if (result.state === 'failed') setExit(EXIT.failed);
@@ -91,9 +99,13 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
   common(program.command('recovery-points'))
     .description('list recovery points, with their disk and cloud state')
     .argument('[group]', 'only this protection group')
-    .action(async (group: string | undefined, opts: CommonOptions) => {
+    .option('--server <id>', "list another server's recovery points straight from the vault (with that server's passphrase)")
+    .option('--passphrase-file <file>', 'with --server: the passphrase of that server\'s pool')
+    .action(async (group: string | undefined, opts: CommonOptions & { server?: string; passphraseFile?: string }) => {
       const ctx = inv.context(opts);
-      const rows = await listRecoveryPoints(ctx, group === undefined ? {} : { group });
+      const rows = opts.server
+        ? await listVaultRecoveryPoints(ctx, { serverId: opts.server, ...(opts.passphraseFile ? { passphraseFile: opts.passphraseFile } : {}), ...(group !== undefined ? { group } : {}) })
+        : await listRecoveryPoints(ctx, group === undefined ? {} : { group });
       inv.print(opts, rows, () =>
         rows.length === 0
           ? 'no recovery points'
@@ -111,14 +123,19 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
     .option('--item <path>', 'restore only this file or directory of the recovery point (as <target>/<its name>)')
     .option('--group <name>', 'with "latest": the latest of this protection group')
     .addOption(new Option('--from <copy>', 'which copy to restore from').choices(['disk', 'cloud']).default('disk'))
+    .option('--server <id>', "with --from cloud: restore another server's recovery point (alternate-server recovery)")
+    .option('--passphrase-file <file>', "with --server: that server's passphrase")
     .addOption(new Option('--on-conflict <policy>', 'what to do with an item that already exists at the target (default: stop with an error before writing anything)').choices(['copy', 'skip', 'overwrite']))
-    .action(async (rp: string, opts: CommonOptions & { target: string; item?: string; group?: string; from: string; onConflict?: ConflictPolicy }) => {
+    .action(async (rp: string, opts: CommonOptions & { target: string; item?: string; group?: string; from: string; onConflict?: ConflictPolicy; server?: string; passphraseFile?: string }) => {
       const ctx = inv.context(opts);
-      if (opts.from === 'cloud') throw new StrataError('STRATA_NOT_REGISTERED', 'restore from the cloud needs a registered vault; run strata register --vault-credentials FILE', { kind: 'usage' });
       const progress = inv.progress(opts);
       let r;
       try {
-        r = await runRestore(ctx, {
+        r =
+          (opts.from === 'disk' ? await tryDaemon<Awaited<ReturnType<typeof runRestore>>>(inv, opts, { restore: { recoveryPoint: rp, target: opts.target, onConflict: opts.onConflict ?? 'error', item: opts.item, group: opts.group } }, (p) => progress.update(p)) : null) ??
+          await (opts.from === 'cloud' ? restoreFromCloud : runRestore)(ctx, {
+          ...(opts.server ? { serverId: opts.server } : {}),
+          ...(opts.passphraseFile ? { passphraseFile: opts.passphraseFile } : {}),
           recoveryPoint: rp,
           target: opts.target,
           onConflict: opts.onConflict ?? 'error',
@@ -146,12 +163,16 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
     .action(async (opts: CommonOptions & { readData?: boolean; cloud?: boolean }) => {
       const ctx = inv.context(opts);
       const progress = inv.progress(opts);
-      let report;
+      let report: Awaited<ReturnType<typeof runCheck>> & { cloud?: Awaited<ReturnType<typeof checkCloud>> };
       try {
         report = await runCheck(ctx, {
           readData: opts.readData ?? false,
           onProgress: (p) => progress.update({ label: `check: ${p.phase}`, done: p.done, total: p.total, unit: 'items' }),
         });
+        if (opts.cloud) {
+          const cloud = await checkCloud(ctx, { readData: opts.readData ?? false });
+          report = { ...report, ok: report.ok && cloud.ok, cloud };
+        }
       } finally {
         progress.stop();
       }
@@ -160,6 +181,12 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
           `checked ${report.recoveryPoints} recovery points, ${report.packs} packs, ${report.blobs} blobs${opts.readData ? `, read ${formatBytes(report.bytesRead)}` : ''}`,
         ];
         if (report.unreferencedPacks.length) lines.push(`${report.unreferencedPacks.length} pack(s) not referenced by any index (left by an interrupted backup; prune removes them)`);
+        const cloud = (report as { cloud?: Awaited<ReturnType<typeof checkCloud>> }).cloud;
+        if (cloud) {
+          lines.push(`vault: checked ${cloud.recoveryPoints} recovery points, ${cloud.packs} packs, ${cloud.blobs} blobs${opts.readData ? `, read ${formatBytes(cloud.bytesRead)}` : ''}`);
+          for (const p of cloud.problems) lines.push(`DAMAGED in the vault: ${p.kind} ${p.object}: ${p.problem}${p.affectedCount ? ` (affects ${p.affected.join(', ')})` : ''}`);
+          for (const m of cloud.catalogMismatches) lines.push(`MISSING in the vault: pack ${m.pack}: ${m.problem}`);
+        }
         if (report.ok) lines.push('no problems found');
         for (const p of report.problems) {
           lines.push(`DAMAGED ${p.kind} ${p.object}: ${p.problem}`);
@@ -178,9 +205,17 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
   common(catalogCmd.command('rebuild'))
     .description('re-create the catalog from the pool (or the vault)')
     .addOption(new Option('--from <copy>', 'rebuild from the local pool or the vault').choices(['disk', 'cloud']).default('disk'))
-    .action(async (opts: CommonOptions & { from: string }) => {
+    .option('--server <id>', "with --from cloud: another server's copy in the vault (alternate-server recovery)")
+    .option('--passphrase-file <file>', "with --server: that server's passphrase")
+    .action(async (opts: CommonOptions & { from: string; server?: string; passphraseFile?: string }) => {
       const ctx = inv.context(opts);
-      if (opts.from === 'cloud') throw new StrataError('STRATA_NOT_REGISTERED', 'rebuilding from the cloud needs a registered vault; run strata register --vault-credentials FILE', { kind: 'usage' });
+      if (opts.from === 'cloud') {
+        const c = await rebuildCatalogFromCloud(ctx, { ...(opts.server ? { serverId: opts.server } : {}), ...(opts.passphraseFile ? { passphraseFile: opts.passphraseFile } : {}) });
+        inv.print(opts, c, () =>
+          [`catalog rebuilt from the vault (server ${c.serverId}): ${c.recoveryPoints} recovery points, ${c.packs} packs`, ...c.unreadable.map((u) => `  unreadable: ${u}`)].join('\n'),
+        );
+        return;
+      }
       const r = await rebuildCatalogFromDisk(ctx);
       inv.print(opts, r, () =>
         [`catalog rebuilt from ${ctx.config.pool}: ${r.recoveryPoints} recovery points, ${r.packs} packs`, ...r.unreadable.map((u) => `  unreadable: ${u} (run strata check)`)].join('\n'),

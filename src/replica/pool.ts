@@ -177,9 +177,10 @@ export class Pool {
 
   // --- index segments ---
 
-  async writeIndex(segment: IndexSegment): Promise<string> {
+  /** Seals and writes an index segment, to this pool's store or to another copy of the pool (the vault). */
+  async writeIndex(segment: IndexSegment, options: { store?: ObjectStore; signal?: AbortSignal } = {}): Promise<string> {
     const id = newObjectId();
-    await this.store.put(`${INDEX_PREFIX}${id}`, seal(this.keys.encKey, encodeIndexSegment(segment), aad(INDEX_AAD, id)));
+    await (options.store ?? this.store).put(`${INDEX_PREFIX}${id}`, seal(this.keys.encKey, encodeIndexSegment(segment), aad(INDEX_AAD, id)), options.signal ? { signal: options.signal } : {});
     return id;
   }
 

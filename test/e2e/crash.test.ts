@@ -4,15 +4,18 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bytes, digestTree, text, writeTree } from '../helpers/fs-tree.js';
+import { startAzurite, type Azurite } from '../helpers/azurite.js';
 import { makeSandbox, spawnCli, type Sandbox } from '../helpers/cli.js';
 
 let sb: Sandbox;
+let azurite: Azurite;
 let src: string;
 let firstRp: string;
 let firstDigest: Awaited<ReturnType<typeof digestTree>>;
 
 beforeAll(async () => {
-  sb = await makeSandbox();
+  azurite = await startAzurite();
+  sb = await makeSandbox({}, { vault: azurite.endpoint });
   src = path.join(sb.dir, 'src');
   await writeTree(src, { 'a.txt': 'first version', docs: { 'd.log': text(1, 1_000_000) }, 'm.bin': bytes(2, 2_000_000) });
   expect((await sb.strata(['init'])).code).toBe(0);
@@ -24,6 +27,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await sb.cleanup();
+  await azurite.stop();
 });
 
 async function expectSound(label: string): Promise<void> {

@@ -2,13 +2,21 @@
 import { execFileSync } from 'node:child_process';
 import { chmod, chown, lstat, mkdir, readFile, readdir, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { bytes, digestTree, text, writeTree } from '../helpers/fs-tree.js';
+import { startAzurite, type Azurite } from '../helpers/azurite.js';
 import { makeSandbox, snapshotDir, type Sandbox } from '../helpers/cli.js';
 
 let sb: Sandbox;
+let azurite: Azurite;
+beforeAll(async () => {
+  azurite = await startAzurite();
+});
+afterAll(async () => {
+  await azurite.stop();
+});
 beforeEach(async () => {
-  sb = await makeSandbox();
+  sb = await makeSandbox({}, { vault: azurite.endpoint });
 });
 afterEach(async () => {
   await sb.cleanup();

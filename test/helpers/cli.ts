@@ -56,8 +56,11 @@ export interface Sandbox {
 
 export const TEST_PASSPHRASE = 'correct horse battery staple 42';
 
-/** A temp directory with a config whose pool, state, scratch and passphrase file live inside it. */
-export async function makeSandbox(extraConfig: Record<string, unknown> = {}, options: { passphrase?: string } = {}): Promise<Sandbox> {
+/**
+ * A temp directory with a config whose pool, state, scratch and passphrase file live inside it.
+ * With `vault` (an Azurite endpoint), the server is registered to a vault in a container of its own.
+ */
+export async function makeSandbox(extraConfig: Record<string, unknown> = {}, options: { passphrase?: string; vault?: string; container?: string } = {}): Promise<Sandbox> {
   const dir = await mkdtemp(path.join(tmpdir(), 'strata-e2e-'));
   const sb = {
     dir,
@@ -86,6 +89,17 @@ export async function makeSandbox(extraConfig: Record<string, unknown> = {}, opt
     ),
   );
   const strata = (args: string[], o: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}) => runCli([...args, '--config', sb.config], o);
+  if (options.vault) {
+    const container = options.container ?? `vault-${path.basename(dir).replace(/[^a-z0-9]/gi, '').toLowerCase().slice(-12)}`;
+    const creds = path.join(dir, 'vault.xml');
+    for (const args of [
+      ['vault', 'credentials', 'create', '--endpoint', options.vault, '--container', container, '--out', creds],
+      ['register', '--vault-credentials', creds],
+    ]) {
+      const r = await strata(args);
+      if (r.code !== 0) throw new Error(`strata ${args.slice(0, 3).join(' ')} failed: ${r.stderr}`);
+    }
+  }
   return {
     ...sb,
     strata,

@@ -1,0 +1,369 @@
+// Jobs on the vault copy: restore from the cloud (also on an alternate server), catalog rebuild from
+// the cloud, check of the vault, repair of each copy from the other, and soft deletes.
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { BlobLocation, Catalog, RecoveryPointRow } from '../catalog/catalog.js';
+import { readPassphraseFile } from '../crypto/passphrase.js';
+import { StrataError, isNotFound } from '../errors.js';
+import { decodeBlob } from '../replica/blob-codec.js';
+import { BlobReader } from '../replica/blob-reader.js';
+import { syncCatalog } from '../replica/catalog-sync.js';
+import { checkPool, type CheckReport } from '../replica/check.js';
+import { withLock } from '../replica/lock.js';
+import type { Manifest } from '../replica/manifest.js';
+import { readPackHeader, type Compression } from '../replica/pack.js';
+import { INDEX_PREFIX, PACKS_PREFIX, SNAPSHOTS_PREFIX, packKey, Pool } from '../replica/pool.js';
+import { restoreTree, type ConflictPolicy, type RestoreProgress, type RestoreResult } from '../replica/restore.js';
+import { listAll, type ObjectStore } from '../store/object-store.js';
+import { RecoveryFolderStore } from '../store/recovery-folder-store.js';
+import type { AgentContext } from './context.js';
+import { azureStoreFromVault } from '../cloud/azure-store.js';
+import { ensureAllowed, getRegistration, loadCredentials, recordContact, requireRegistration, vaultStore } from './vault.js';
+import { syncDescriptionAndKeys } from './replication.js';
+
+/** Days a blob removed from the vault stays recoverable (marked, not deleted). */
+export const SOFT_DELETE_DAYS = 14;
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+export interface VaultSession {
+  pool: Pool;
+  store: ObjectStore;
+  serverId: string;
+}
+
+/** Opens the vault copy of a server's pool (this server's by default) with a passphrase. */
+export async function openVaultPool(ctx: AgentContext, options: { serverId?: string; passphraseFile?: string } = {}): Promise<VaultSession> {
+  const reg = requireRegistration(ctx.catalog(), 'reading the vault');
+  const serverId = options.serverId ?? reg.serverId;
+  const { store } = await vaultStore(ctx, { serverId });
+  const passphrase = options.passphraseFile ? readPassphraseFile(options.passphraseFile).passphrase : ctx.passphrase();
+  try {
+    const pool = await Pool.open(store, passphrase);
+    recordContact(ctx.catalog(), ctx.clock.now());
+    return { pool, store, serverId };
+  } catch (err) {
+    if ((err as StrataError).code === 'STRATA_POOL_MISSING') {
+      const others = await vaultServers(ctx);
+      throw new StrataError(
+        'STRATA_VAULT_EMPTY',
+        `the vault holds no recovery points for server ${serverId}${others.length ? `; servers with data in this vault: ${others.join(', ')} (use --server ID)` : ''}`,
+        { kind: 'usage', cause: err },
+      );
+    }
+    throw err;
+  }
+}
+
+/** Server ids that have a pool in the vault. */
+export async function vaultServers(ctx: AgentContext): Promise<string[]> {
+  const reg = requireRegistration(ctx.catalog(), 'reading the vault');
+  const root = await azureStoreFromVault(await loadCredentials(ctx, reg), { clock: ctx.clock });
+  const ids = new Set<string>();
+  for await (const o of root.list('servers/')) {
+    const parts = o.key.split('/');
+    if (parts[2] === 'strata.json') ids.add(parts[1]!);
+  }
+  return [...ids].sort();
+}
+
+/** The blob index of a pool copy read from its own index segments (superseded ones skipped). */
+export async function loadIndex(pool: Pool): Promise<Map<string, BlobLocation>> {
+  const map = new Map<string, BlobLocation>();
+  const segs = [];
+  const superseded = new Set<string>();
+  for (const id of await pool.listIndexIds()) {
+    const seg = await pool.readIndex(id);
+    segs.push({ id, seg });
+    for (const s of seg.supersedes) superseded.add(s.toString('hex'));
+  }
+  for (const { id, seg } of segs) {
+    if (superseded.has(id)) continue;
+    for (const p of seg.packs) {
+      const packId = p.id.toString('hex');
+      for (const e of p.entries) map.set(e.id.toString('hex'), { id: e.id, type: e.type, packId, offset: e.offset, length: e.length, rawLength: e.rawLength, compression: e.compression });
+    }
+  }
+  return map;
+}
+
+/** Finds a manifest in a pool copy by id, unique prefix, or "latest" (of a group). */
+export async function findManifest(pool: Pool, ref: string, group?: string): Promise<{ id: string; manifest: Manifest }> {
+  const ids = await pool.listManifestIds();
+  if (ref === 'latest') {
+    let best: { id: string; manifest: Manifest } | null = null;
+    for (const id of ids) {
+      const m = await pool.readManifest(id);
+      if (group !== undefined && m.group !== group) continue;
+      if (!best || m.time > best.manifest.time) best = { id, manifest: m };
+    }
+    if (!best) throw new StrataError('STRATA_RP_NOT_FOUND', 'no recovery point in the vault' + (group ? ` for group ${group}` : ''), { kind: 'usage' });
+    return best;
+  }
+  const matches = ids.filter((id) => id.startsWith(ref));
+  if (matches.length === 0) throw new StrataError('STRATA_RP_NOT_FOUND', `no recovery point ${ref} in the vault; list them with 'strata recovery-points'`, { kind: 'usage' });
+  if (matches.length > 1) throw new StrataError('STRATA_RP_AMBIGUOUS', `recovery point prefix ${ref} matches ${matches.length} points; give more digits`, { kind: 'usage' });
+  return { id: matches[0]!, manifest: await pool.readManifest(matches[0]!) };
+}
+
+export async function listVaultRecoveryPoints(ctx: AgentContext, options: { serverId?: string; passphraseFile?: string; group?: string }) {
+  await ensureAllowed(ctx, 'restore-cloud');
+  const session = await openVaultPool(ctx, options);
+  const { raw } = await vaultStore(ctx, { serverId: session.serverId });
+  const out = [];
+  for (const id of await session.pool.listManifestIds()) {
+    const meta = await raw.getMetadata(`${SNAPSHOTS_PREFIX}${id}`).catch(() => ({}) as Record<string, string>);
+    if (meta['strata_deleted_at']) continue; // soft-deleted: kept 14 days for safety, no longer a recovery point
+    const m = await session.pool.readManifest(id);
+    if (options.group !== undefined && m.group !== options.group) continue;
+    out.push({ id, group: m.group, source: m.source, sourceType: m.sourceType, host: m.host, time: Date.parse(m.time), stats: m.stats, diskState: 'absent', cloudState: 'uploaded', serverId: session.serverId });
+  }
+  return out.sort((a, b) => a.time - b.time || a.id.localeCompare(b.id));
+}
+
+export interface CloudRestoreOptions {
+  recoveryPoint: string;
+  group?: string;
+  serverId?: string;
+  passphraseFile?: string;
+  item?: string;
+  target: string;
+  onConflict: ConflictPolicy;
+  signal?: AbortSignal;
+  onProgress?: (p: RestoreProgress) => void;
+}
+
+/**
+ * Restores from the vault: only the packs (byte ranges) the restore needs are fetched, through a
+ * recovery folder in the scratch area that is removed afterwards. Works on a fresh machine with the
+ * vault credentials and the passphrase.
+ */
+export async function restoreFromCloud(ctx: AgentContext, options: CloudRestoreOptions): Promise<RestoreResult & { recoveryPoint: string; bytesFetched: number; jobId: number }> {
+  await ensureAllowed(ctx, 'restore-cloud', options.signal ? { signal: options.signal } : {});
+  const catalog = ctx.catalog();
+  // The catalog (rebuilt from the cloud on an alternate server) knows which server a point belongs to.
+  let known: RecoveryPointRow | undefined;
+  if (!options.serverId) {
+    try {
+      known = catalog.findRecoveryPoint(options.recoveryPoint, options.group);
+    } catch {
+      known = undefined;
+    }
+  }
+  if (known && known.cloudState === 'deleted') {
+    throw new StrataError('STRATA_RP_CLOUD_DELETED', `recovery point ${known.id.slice(0, 12)} was deleted from the vault (the subscription was deprovisioned)`, { kind: 'gate' });
+  }
+  const session = await openVaultPool(ctx, {
+    ...(options.serverId ?? known?.serverId ? { serverId: (options.serverId ?? known?.serverId)! } : {}),
+    ...(options.passphraseFile ? { passphraseFile: options.passphraseFile } : {}),
+  });
+  const { id, manifest } = await findManifest(session.pool, known?.id ?? options.recoveryPoint, options.group);
+  const index = await loadIndex(session.pool);
+  const folder = path.join(ctx.config.scratch, `recovery-${randomBytes(6).toString('hex')}`);
+  const through = new RecoveryFolderStore(session.store, folder);
+  const jobId = catalog.createJob('restore --from cloud', manifest.group || null, ctx.clock.now());
+  try {
+    const reader = new BlobReader(through, session.pool.keys, (bid) => index.get(bid.toString('hex')));
+    const result = await restoreTree(reader, manifest.tree, {
+      target: path.resolve(options.target),
+      onConflict: options.onConflict,
+      ...(options.item !== undefined ? { item: options.item } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    });
+    catalog.finishJob(jobId, result.warnings.length ? 'warnings' : 'completed', ctx.clock.now(), { recoveryPoint: id, from: 'cloud', bytesFetched: through.bytesFetched, files: result.files });
+    recordContact(catalog, ctx.clock.now());
+    return { ...result, recoveryPoint: id, bytesFetched: through.bytesFetched, jobId };
+  } catch (err) {
+    catalog.finishJob(jobId, 'failed', ctx.clock.now(), null, (err as Error).message);
+    throw err;
+  } finally {
+    await fs.rm(folder, { recursive: true, force: true });
+  }
+}
+
+/** Re-creates the catalog from the vault copy (this server's, or --server's). */
+export async function rebuildCatalogFromCloud(ctx: AgentContext, options: { serverId?: string; passphraseFile?: string } = {}) {
+  await ensureAllowed(ctx, 'restore-cloud');
+  const session = await openVaultPool(ctx, options);
+  const catalog = ctx.catalog();
+  catalog.clearPoolCache();
+  const result = await syncCatalog(session.pool, catalog, { copy: 'cloud', serverId: session.serverId });
+  // If the local pool is the same pool, bring its state in too.
+  try {
+    const local = await ctx.pool();
+    if (local.description.id === session.pool.description.id) await syncCatalog(local, catalog);
+  } catch {
+    /* no local pool (an alternate server) */
+  }
+  return { ...result, serverId: session.serverId, recoveryPoints: catalog.recoveryPoints().length, packs: catalog.packs().length };
+}
+
+export interface CloudCheckReport extends CheckReport {
+  /** Packs the catalog says are in the vault but are not (or have the wrong size). */
+  catalogMismatches: { pack: string; problem: string }[];
+}
+
+/** Checks the vault copy: structure (and with readData, every blob), and that what the catalog says is there, is. */
+export async function checkCloud(ctx: AgentContext, options: { readData?: boolean; signal?: AbortSignal } = {}): Promise<CloudCheckReport> {
+  const session = await openVaultPool(ctx);
+  const report = await checkPool(session.pool, { readData: options.readData ?? false, ...(options.signal ? { signal: options.signal } : {}) });
+  const sizes = new Map((await listAll(session.store, PACKS_PREFIX)).map((o) => [o.key.split('/').pop()!, o.size]));
+  const catalogMismatches: { pack: string; problem: string }[] = [];
+  for (const p of ctx.catalog().packs()) {
+    if (p.cloudState !== 'uploaded' && p.cloudState !== 'indexed') continue;
+    const size = sizes.get(p.id);
+    if (size === undefined) catalogMismatches.push({ pack: p.id, problem: 'missing in the vault' });
+    else if (size !== p.size) catalogMismatches.push({ pack: p.id, problem: `${size} bytes in the vault, ${p.size} expected` });
+  }
+  recordContact(ctx.catalog(), ctx.clock.now());
+  return { ...report, ok: report.ok && catalogMismatches.length === 0, catalogMismatches };
+}
+
+/** Verifies a whole pack (header and every blob) with the pool's keys; returns what is wrong or null. */
+function verifyPackBytes(pool: Pool, packId: string, data: Buffer): string | null {
+  try {
+    const entries = readPackHeader(pool.keys.encKey, Buffer.from(packId, 'hex'), data, `pack ${packId.slice(0, 12)}`);
+    for (const e of entries) decodeBlob(pool.keys, { id: e.id, compression: e.compression as Compression, rawLength: e.rawLength }, data.subarray(e.offset, e.offset + e.length), { verifyId: true });
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+export interface RepairReport {
+  localRepaired: string[];
+  localUnrepairable: { pack: string; problem: string }[];
+  vaultRepaired: string[];
+  manifestsRepaired: string[];
+  checkAfter: { ok: boolean; problems: number };
+}
+
+/**
+ * Heals each copy from the other: a pack lost or damaged on disk comes back from the vault (verified
+ * before it replaces anything); one missing or damaged in the vault is uploaded again from disk.
+ */
+export async function repair(ctx: AgentContext, options: { signal?: AbortSignal } = {}): Promise<RepairReport> {
+  const { pool, catalog } = await ctx.poolAndCatalog();
+  const session = await openVaultPool(ctx);
+  const report: RepairReport = { localRepaired: [], localUnrepairable: [], vaultRepaired: [], manifestsRepaired: [], checkAfter: { ok: false, problems: 0 } };
+  const opts = options.signal ? { signal: options.signal } : {};
+  await withLock(pool.store, { exclusive: true, operation: 'repair', clock: ctx.clock, host: ctx.host }, async () => {
+    // Local packs: find damage by reading everything.
+    const local = await checkPool(pool, { readData: true, ...opts });
+    const damaged = new Set(local.problems.filter((p) => p.kind === 'pack').map((p) => p.object));
+    for (const packId of damaged) {
+      let data: Buffer;
+      try {
+        data = await session.store.get(packKey(packId), opts);
+      } catch (err) {
+        report.localUnrepairable.push({ pack: packId, problem: isNotFound(err) || (err as StrataError).code === 'STRATA_NOT_FOUND' ? 'not in the vault either' : (err as Error).message });
+        continue;
+      }
+      const problem = verifyPackBytes(pool, packId, data);
+      if (problem) {
+        report.localUnrepairable.push({ pack: packId, problem: `the vault's copy is damaged too: ${problem}` });
+        continue;
+      }
+      await ctx.poolStore.put(packKey(packId), data, opts);
+      catalog.setPackLocalState(packId, 'present');
+      report.localRepaired.push(packId);
+    }
+    // Vault packs: every pack the vault should have, present with the right size.
+    const inVault = new Map((await listAll(session.store, PACKS_PREFIX, opts)).map((o) => [o.key.split('/').pop()!, o.size]));
+    for (const p of catalog.packs()) {
+      if (p.cloudState !== 'uploaded' && p.cloudState !== 'indexed') continue;
+      if (inVault.get(p.id) === p.size) continue;
+      if (damaged.has(p.id) && !report.localRepaired.includes(p.id)) continue;
+      const data = await ctx.poolStore.get(packKey(p.id), opts);
+      if (verifyPackBytes(pool, p.id, data)) continue;
+      await session.store.put(packKey(p.id), data, opts);
+      report.vaultRepaired.push(p.id);
+    }
+    // Manifests the catalog says are in the vault.
+    const manifests = new Set((await listAll(session.store, SNAPSHOTS_PREFIX, opts)).map((o) => o.key));
+    for (const rp of catalog.recoveryPoints()) {
+      if (rp.cloudState !== 'uploaded' || rp.diskState !== 'present') continue;
+      const key = `${SNAPSHOTS_PREFIX}${rp.id}`;
+      if (manifests.has(key)) continue;
+      await session.store.put(key, await pool.store.get(key), opts);
+      report.manifestsRepaired.push(rp.id);
+    }
+    await syncDescriptionAndKeys(pool, session.store, options.signal);
+    const after = await checkPool(pool, { readData: false, ...opts });
+    report.checkAfter = { ok: after.ok, problems: after.problems.length };
+  });
+  recordContact(catalog, ctx.clock.now());
+  ctx.log.info(report, 'repair finished');
+  return report;
+}
+
+// --- soft delete ---
+
+/**
+ * Marks objects removed locally (packs of a prune, manifests of expired points) for deletion in the
+ * vault: they get metadata `strata_deleted_at` and are removed by `purgeCloudDeletions` after 14 days.
+ */
+export async function softDeleteInVault(ctx: AgentContext, keys: string[]): Promise<number> {
+  const catalog = ctx.catalog();
+  const reg = getRegistration(catalog);
+  if (!reg || keys.length === 0) return 0;
+  const { raw } = await vaultStore(ctx);
+  const now = ctx.clock.now();
+  let n = 0;
+  for (const key of keys) {
+    try {
+      await raw.setMetadata(key, { strata_deleted_at: new Date(now).toISOString() });
+    } catch (err) {
+      if (!(isNotFound(err) || (err as StrataError).code === 'STRATA_NOT_FOUND')) throw err;
+      continue;
+    }
+    catalog.markCloudDeletion(key, now);
+    if (key.startsWith(PACKS_PREFIX)) catalog.setPackCloudState(key.split('/').pop()!, 'deleted', now);
+    if (key.startsWith(SNAPSHOTS_PREFIX)) {
+      const id = key.slice(SNAPSHOTS_PREFIX.length);
+      if (catalog.recoveryPoints().some((r) => r.id === id)) catalog.setRecoveryPointState(id, { cloud: 'deleted' });
+    }
+    n++;
+  }
+  return n;
+}
+
+/** Removes from the vault what was marked more than 14 days ago. */
+export async function purgeCloudDeletions(ctx: AgentContext): Promise<string[]> {
+  const catalog = ctx.catalog();
+  if (!getRegistration(catalog)) return [];
+  const due = catalog.cloudDeletions(ctx.clock.now() - SOFT_DELETE_DAYS * DAY_MS);
+  if (due.length === 0) return [];
+  const { store } = await vaultStore(ctx);
+  const removed: string[] = [];
+  const packsGone = due.some((d) => d.key.startsWith(PACKS_PREFIX));
+  if (packsGone) {
+    // The vault's index must stop naming purged packs: one new segment that supersedes all the old ones,
+    // written before anything is removed (a crash leaves the old segments superseded, never dangling).
+    const pool = await ctx.pool();
+    const old = (await listAll(store, INDEX_PREFIX)).map((o) => o.key.slice(INDEX_PREFIX.length));
+    const live = catalog.packs().filter((p) => p.cloudState === 'indexed' || p.cloudState === 'uploaded');
+    await pool.writeIndex(
+      {
+        supersedes: old.map((id) => Buffer.from(id, 'hex')),
+        packs: live.map((p) => ({
+          id: Buffer.from(p.id, 'hex'),
+          size: p.size,
+          entries: catalog.blobsInPack(p.id).map((b) => ({ type: b.type, id: b.id, offset: b.offset, length: b.length, rawLength: b.rawLength, compression: b.compression })),
+        })),
+      },
+      { store },
+    );
+    for (const id of old) await store.delete(`${INDEX_PREFIX}${id}`);
+  }
+  for (const d of due) {
+    await store.delete(d.key);
+    catalog.removeCloudDeletion(d.key);
+    removed.push(d.key);
+  }
+  ctx.log.info({ removed: removed.length }, 'soft-deleted vault objects purged');
+  return removed;
+}
+
+export type { RecoveryPointRow, Catalog };
