@@ -140,7 +140,7 @@ export async function vaultStore(
     maxAttempts: Number(process.env['STRATA_RETRY_ATTEMPTS'] ?? 6),
     baseDelayMs: Number(process.env['STRATA_RETRY_BASE_MS'] ?? 500),
     onRetry: (info) => {
-      ctx.log.warn({ operation: info.op, key: info.key, attempt: info.attempt, error: String((info.error as Error)?.message ?? info.error) }, 'vault request retried');
+      ctx.log.warn({ operation: info.op, object: info.key, attempt: info.attempt, error: String((info.error as Error)?.message ?? info.error) }, 'vault request retried');
       options.onRetry?.(info);
     },
   });
