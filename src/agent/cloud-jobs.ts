@@ -19,7 +19,7 @@ import { listAll, type ObjectStore } from '../store/object-store.js';
 import { RecoveryFolderStore } from '../store/recovery-folder-store.js';
 import type { AgentContext } from './context.js';
 import { azureStoreFromVault } from '../cloud/azure-store.js';
-import { ensureAllowed, getRegistration, loadCredentials, recordContact, requireRegistration, vaultStore } from './vault.js';
+import { ensureAllowed, gateJob, getRegistration, loadCredentials, recordContact, requireRegistration, vaultStore } from './vault.js';
 import { syncDescriptionAndKeys } from './replication.js';
 
 /** Days a blob removed from the vault stays recoverable (marked, not deleted). */
@@ -139,7 +139,7 @@ export interface CloudRestoreOptions {
  * vault credentials and the passphrase.
  */
 export async function restoreFromCloud(ctx: AgentContext, options: CloudRestoreOptions): Promise<RestoreResult & { recoveryPoint: string; bytesFetched: number; jobId: number }> {
-  await ensureAllowed(ctx, 'restore-cloud', options.signal ? { signal: options.signal } : {});
+  await gateJob(ctx, 'restore-cloud', { kind: 'restore --from cloud', group: options.group ?? null, ...(options.signal ? { signal: options.signal } : {}) });
   const catalog = ctx.catalog();
   // The catalog (rebuilt from the cloud on an alternate server) knows which server a point belongs to.
   let known: RecoveryPointRow | undefined;

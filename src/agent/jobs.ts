@@ -17,7 +17,7 @@ import { Pool } from '../replica/pool.js';
 import { restoreTree, type ConflictPolicy, type RestoreProgress, type RestoreResult } from '../replica/restore.js';
 import { writeSecretFile } from './secret-file.js';
 import { markForCloud, replicate, type ReplicationResult } from './replication.js';
-import { ensureAllowed } from './vault.js';
+import { gateJob } from './vault.js';
 import type { AgentContext } from './context.js';
 import { snapshotSqlite } from './sqlite-source.js';
 
@@ -117,8 +117,9 @@ export async function runBackup(ctx: AgentContext, options: BackupJobOptions): P
   const groupConfig = ctx.config.protectionGroups.find((g) => g.name === group);
   const to = options.to ?? (groupConfig?.online ? 'both' : 'disk');
   // A server backs up nothing, not even to disk, before it is registered; then the gate decides.
-  await ensureAllowed(ctx, 'backup-disk', options.signal ? { signal: options.signal } : {});
-  if (to !== 'disk') await ensureAllowed(ctx, 'backup-cloud', options.signal ? { signal: options.signal } : {});
+  const job = { kind: 'backup', group: group || null, ...(options.signal ? { signal: options.signal } : {}) };
+  await gateJob(ctx, 'backup-disk', job);
+  if (to !== 'disk') await gateJob(ctx, 'backup-cloud', job);
   const { pool, catalog } = await ctx.poolAndCatalog();
   if (to === 'cloud') {
     // The latest disk recovery point of each source goes to the cloud; none is made.
@@ -267,7 +268,7 @@ export interface RestoreJobOptions extends JobHooks<RestoreProgress> {
 }
 
 export async function runRestore(ctx: AgentContext, options: RestoreJobOptions): Promise<RestoreResult & { jobId: number; recoveryPoint: string }> {
-  await ensureAllowed(ctx, 'restore-disk', options.signal ? { signal: options.signal } : {});
+  await gateJob(ctx, 'restore-disk', { kind: 'restore', group: options.group ?? null, ...(options.signal ? { signal: options.signal } : {}) });
   const { pool, catalog } = await ctx.poolAndCatalog();
   const rp = catalog.findRecoveryPoint(options.recoveryPoint, options.group);
   if (rp.diskState !== 'present') {

@@ -16,7 +16,7 @@ import { INDEX_PREFIX, KEYS_PREFIX, SNAPSHOTS_PREFIX, packKey, type Pool } from 
 import { withLock } from '../replica/lock.js';
 import { listAll, type ObjectStore } from '../store/object-store.js';
 import type { AgentContext } from './context.js';
-import { ensureAllowed, recordContact, vaultStore } from './vault.js';
+import { gateJob, recordContact, vaultStore } from './vault.js';
 
 export interface ReplicationProgress {
   packsDone: number;
@@ -79,7 +79,7 @@ function fmt(n: number): string {
 /** Uploads every recovery point marked pending (and what it needs). Takes a shared pool lock. */
 export async function replicate(ctx: AgentContext, options: { signal?: AbortSignal; onProgress?: (p: ReplicationProgress) => void } = {}): Promise<ReplicationResult> {
   const { pool, catalog } = await ctx.poolAndCatalog();
-  await ensureAllowed(ctx, 'backup-cloud', options.signal ? { signal: options.signal } : {});
+  await gateJob(ctx, 'backup-cloud', { kind: 'replicate', group: null, ...(options.signal ? { signal: options.signal } : {}) });
   const pending = catalog.recoveryPoints().filter((r) => (r.cloudState === 'pending' || r.cloudState === 'uploading') && r.diskState === 'present');
   const jobId = catalog.createJob('replicate', pending[0]?.group || null, ctx.clock.now());
   try {

@@ -267,3 +267,16 @@ export async function ensureAllowed(ctx: AgentContext, op: Operation, options: {
   }
   return decision;
 }
+
+/**
+ * The gate for a job: like `ensureAllowed`, and a refusal is recorded in the job history as a skipped
+ * job (not a failed one) naming the rule, before it is thrown.
+ */
+export async function gateJob(ctx: AgentContext, op: Operation, job: { kind: string; group: string | null; signal?: AbortSignal }): Promise<GateDecision> {
+  try {
+    return await ensureAllowed(ctx, op, job.signal ? { signal: job.signal } : {});
+  } catch (err) {
+    if (err instanceof GateRefusedError) ctx.catalog().recordSkippedJob(job.kind, job.group, ctx.clock.now(), err.message);
+    throw err;
+  }
+}
