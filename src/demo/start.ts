@@ -1,14 +1,19 @@
 // `npm start`: strata on embedded defaults (config/strata.example.json, everything under ./var).
-// Generates a small demo folder, creates the pool with a generated passphrase on first run, then
-// backs up the "demo" protection group, lists its recovery points, restores the latest and checks.
+// Generates a small demo folder, starts the embedded vault (Azurite on loopback) and registers to it,
+// creates the pool with a generated passphrase on first run, then backs up the "demo" protection
+// group to disk and to the vault, lists its recovery points, restores the latest from the vault and
+// checks both copies.
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { AgentContext } from '../agent/context.js';
+import { startEmbeddedVault } from '../agent/embedded-vault.js';
 import { main } from '../cli/commands.js';
+import { loadConfig } from '../config/load.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const config = path.join(repo, 'config', 'strata.example.json');
+const configFile = path.join(repo, 'config', 'strata.example.json');
 const varDir = path.join(repo, 'var');
 
 async function demoData(dir: string): Promise<void> {
@@ -24,19 +29,26 @@ async function demoData(dir: string): Promise<void> {
 
 async function run(args: string[]): Promise<void> {
   console.log(`\n$ strata ${args.join(' ')}`);
-  const code = await main([...args, '--config', config]);
-  if (code !== 0) {
-    console.error(`strata ${args[0]} exited with ${code}`);
-    process.exit(code);
-  }
+  const code = await main([...args, '--config', configFile]);
+  if (code !== 0) throw new Error(`strata ${args[0]} exited with ${code}`);
 }
 
 const dataDir = path.join(varDir, 'demo-data');
 if (!existsSync(dataDir)) await demoData(dataDir);
-if (!existsSync(path.join(varDir, 'pool', 'strata.json'))) await run(['init', '--generate-passphrase']);
-await run(['backup', 'demo']);
-await run(['recovery-points', 'demo']);
-const target = path.join(varDir, 'restore-demo-' + Date.now());
-await run(['restore', 'latest', '--group', 'demo', '--target', target]);
-await run(['check', '--read-data']);
-console.log(`\nThe demo pool is in ${path.join(varDir, 'pool')}, the latest recovery point was restored to ${target}.`);
+const ctx = new AgentContext(loadConfig(configFile), { logName: 'demo' });
+console.log('starting the embedded vault (Azurite on 127.0.0.1)…');
+const vault = await startEmbeddedVault(ctx);
+ctx.close();
+console.log(`vault: ${vault?.endpoint ?? 'none (embeddedAzurite is off)'}`);
+try {
+  if (!existsSync(path.join(varDir, 'pool', 'strata.json'))) await run(['init', '--generate-passphrase']);
+  await run(['backup', 'demo']);
+  await run(['recovery-points', 'demo']);
+  const target = path.join(varDir, 'restore-demo-' + Date.now());
+  await run(['restore', 'latest', '--group', 'demo', '--from', 'cloud', '--target', target]);
+  await run(['check', '--read-data', '--cloud']);
+  await run(['cloud', 'status']);
+  console.log(`\nThe pool is in ${path.join(varDir, 'pool')}; the vault (Azurite) keeps its data in ${path.join(varDir, 'state', 'azurite')}; the latest recovery point was restored from the vault to ${target}.`);
+} finally {
+  await vault?.stop();
+}
