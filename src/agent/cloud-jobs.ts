@@ -13,7 +13,8 @@ import { checkPool, type CheckReport } from '../replica/check.js';
 import { withLock } from '../replica/lock.js';
 import type { Manifest } from '../replica/manifest.js';
 import { readPackHeader, type Compression } from '../replica/pack.js';
-import { INDEX_PREFIX, PACKS_PREFIX, SNAPSHOTS_PREFIX, packKey, Pool } from '../replica/pool.js';
+import { INDEX_PREFIX, KEYS_PREFIX, PACKS_PREFIX, SNAPSHOTS_PREFIX, packKey, Pool } from '../replica/pool.js';
+import { addCatalogKnownMissing } from './jobs.js';
 import { restoreTree, type ConflictPolicy, type RestoreProgress, type RestoreResult } from '../replica/restore.js';
 import { listAll, type ObjectStore } from '../store/object-store.js';
 import { RecoveryFolderStore } from '../store/recovery-folder-store.js';
@@ -232,70 +233,198 @@ function verifyPackBytes(pool: Pool, packId: string, data: Buffer): string | nul
 }
 
 export interface RepairReport {
+  /** strata.json or key slots brought back from the vault. */
+  descriptionRestored: string[];
   localRepaired: string[];
-  localUnrepairable: { pack: string; problem: string }[];
+  localUnrepairable: { object: string; problem: string }[];
   vaultRepaired: string[];
-  manifestsRepaired: string[];
-  checkAfter: { ok: boolean; problems: number };
+  vaultUnrepairable: { object: string; problem: string }[];
+  checkAfter: { ok: boolean; problems: number; vaultOk: boolean; vaultProblems: number };
 }
 
 /**
- * Heals each copy from the other: a pack lost or damaged on disk comes back from the vault (verified
- * before it replaces anything); one missing or damaged in the vault is uploaded again from disk.
+ * Heals each copy from the other. Reads both copies whole (check --read-data on disk and in the vault),
+ * then: a pack, manifest, strata.json or key slot lost or damaged on disk comes back from the vault
+ * (verified with the keys before it replaces anything); a damaged or lost local index segment is
+ * rewritten from the catalog (or from the pack headers); anything lost or damaged in the vault is
+ * uploaded again from a verified local copy. Takes the exclusive pool lock.
  */
 export async function repair(ctx: AgentContext, options: { signal?: AbortSignal } = {}): Promise<RepairReport> {
-  const { pool, catalog } = await ctx.poolAndCatalog();
+  const catalog = ctx.catalog();
   const session = await openVaultPool(ctx);
-  const report: RepairReport = { localRepaired: [], localUnrepairable: [], vaultRepaired: [], manifestsRepaired: [], checkAfter: { ok: false, problems: 0 } };
+  const vault = session.store;
   const opts = options.signal ? { signal: options.signal } : {};
+  const report: RepairReport = { descriptionRestored: [], localRepaired: [], localUnrepairable: [], vaultRepaired: [], vaultUnrepairable: [], checkAfter: { ok: false, problems: 0, vaultOk: false, vaultProblems: 0 } };
+
+  // A. The local description and key slots: the vault's opened with the passphrase, so they are sound.
+  const local = ctx.poolStore;
+  let pool: Pool;
+  try {
+    pool = await Pool.open(local, ctx.passphrase());
+  } catch (err) {
+    const code = (err as StrataError).code;
+    if (code !== 'STRATA_POOL_CORRUPT' && code !== 'STRATA_POOL_MISSING' && code !== 'STRATA_PASSPHRASE_WRONG') throw err;
+    for (const key of ['strata.json', ...(await listAll(vault, KEYS_PREFIX, opts)).map((o) => o.key)]) {
+      const theirs = await vault.get(key, opts);
+      const mine = await local.get(key).catch(() => null);
+      if (mine && mine.equals(theirs)) continue;
+      await local.put(key, theirs, opts);
+      report.descriptionRestored.push(key);
+    }
+    pool = await Pool.open(local, ctx.passphrase());
+  }
+  ctx.setPool(pool);
+
   await withLock(pool.store, { exclusive: true, operation: 'repair', clock: ctx.clock, host: ctx.host }, async () => {
-    // Local packs: find damage by reading everything.
-    const local = await checkPool(pool, { readData: true, ...opts });
-    const damaged = new Set(local.problems.filter((p) => p.kind === 'pack').map((p) => p.object));
-    for (const packId of damaged) {
-      let data: Buffer;
-      try {
-        data = await session.store.get(packKey(packId), opts);
-      } catch (err) {
-        report.localUnrepairable.push({ pack: packId, problem: isNotFound(err) || (err as StrataError).code === 'STRATA_NOT_FOUND' ? 'not in the vault either' : (err as Error).message });
-        continue;
+    // B. Local copy.
+    const localReport = await checkPool(pool, { readData: true, ...opts });
+    addCatalogKnownMissing(localReport, catalog, new Set(await pool.listManifestIds()), new Set(await pool.listIndexIds()));
+    const indexProblems: string[] = [];
+    for (const p of localReport.problems) {
+      if (p.kind === 'pack') {
+        const fixed = await fetchVerified(vault, packKey(p.object), (data) => verifyPackBytes(pool, p.object, data), opts);
+        if (typeof fixed === 'string') report.localUnrepairable.push({ object: `pack ${p.object}`, problem: `${p.problem}; ${fixed}` });
+        else {
+          await local.put(packKey(p.object), fixed, opts);
+          catalog.setPackLocalState(p.object, 'present');
+          report.localRepaired.push(`pack ${p.object}`);
+        }
+      } else if (p.kind === 'manifest') {
+        const id = p.object.slice(SNAPSHOTS_PREFIX.length);
+        const fixed = await fetchVerified(vault, p.object, (data) => verifyWith(() => pool.decodeManifest(id, data)), opts);
+        if (typeof fixed === 'string') report.localUnrepairable.push({ object: p.object, problem: `${p.problem}; ${fixed}` });
+        else {
+          await local.put(p.object, fixed, opts);
+          report.localRepaired.push(p.object);
+        }
+      } else if (p.kind === 'index') {
+        indexProblems.push(p.object.slice(INDEX_PREFIX.length));
       }
-      const problem = verifyPackBytes(pool, packId, data);
-      if (problem) {
-        report.localUnrepairable.push({ pack: packId, problem: `the vault's copy is damaged too: ${problem}` });
-        continue;
-      }
-      await ctx.poolStore.put(packKey(packId), data, opts);
-      catalog.setPackLocalState(packId, 'present');
-      report.localRepaired.push(packId);
     }
-    // Vault packs: every pack the vault should have, present with the right size.
-    const inVault = new Map((await listAll(session.store, PACKS_PREFIX, opts)).map((o) => [o.key.split('/').pop()!, o.size]));
+    if (indexProblems.length > 0 || localReport.problems.some((p) => p.kind === 'tree' || p.kind === 'blob')) {
+      const rewritten = await rewriteLocalIndex(ctx, pool, catalog, indexProblems, opts);
+      report.localRepaired.push(...rewritten);
+    }
+
+    // C. Vault copy.
+    const vaultReport = await checkPool(session.pool, { readData: true, ...opts });
+    const vaultIndexDamaged = vaultReport.problems.filter((p) => p.kind === 'index').map((p) => p.object);
+    const toUpload = new Set<string>();
+    for (const p of vaultReport.problems) {
+      if (p.kind === 'pack') toUpload.add(packKey(p.object));
+      if (p.kind === 'manifest') toUpload.add(p.object);
+    }
+    const inVault = new Map((await listAll(vault, PACKS_PREFIX, opts)).map((o) => [o.key.split('/').pop()!, o.size]));
     for (const p of catalog.packs()) {
-      if (p.cloudState !== 'uploaded' && p.cloudState !== 'indexed') continue;
-      if (inVault.get(p.id) === p.size) continue;
-      if (damaged.has(p.id) && !report.localRepaired.includes(p.id)) continue;
-      const data = await ctx.poolStore.get(packKey(p.id), opts);
-      if (verifyPackBytes(pool, p.id, data)) continue;
-      await session.store.put(packKey(p.id), data, opts);
-      report.vaultRepaired.push(p.id);
+      if ((p.cloudState === 'uploaded' || p.cloudState === 'indexed') && inVault.get(p.id) !== p.size) toUpload.add(packKey(p.id));
     }
-    // Manifests the catalog says are in the vault.
-    const manifests = new Set((await listAll(session.store, SNAPSHOTS_PREFIX, opts)).map((o) => o.key));
+    const vaultManifests = new Set((await listAll(vault, SNAPSHOTS_PREFIX, opts)).map((o) => o.key));
     for (const rp of catalog.recoveryPoints()) {
-      if (rp.cloudState !== 'uploaded' || rp.diskState !== 'present') continue;
-      const key = `${SNAPSHOTS_PREFIX}${rp.id}`;
-      if (manifests.has(key)) continue;
-      await session.store.put(key, await pool.store.get(key), opts);
-      report.manifestsRepaired.push(rp.id);
+      if (rp.cloudState === 'uploaded' && rp.diskState === 'present' && !vaultManifests.has(`${SNAPSHOTS_PREFIX}${rp.id}`)) toUpload.add(`${SNAPSHOTS_PREFIX}${rp.id}`);
     }
-    await syncDescriptionAndKeys(pool, session.store, options.signal);
-    const after = await checkPool(pool, { readData: false, ...opts });
-    report.checkAfter = { ok: after.ok, problems: after.problems.length };
+    for (const key of toUpload) {
+      const data = await local.get(key).catch(() => null);
+      const problem = !data
+        ? 'not on disk either'
+        : key.startsWith(PACKS_PREFIX)
+          ? verifyPackBytes(pool, key.split('/').pop()!, data)
+          : verifyWith(() => pool.decodeManifest(key.slice(SNAPSHOTS_PREFIX.length), data));
+      if (problem || !data) {
+        report.vaultUnrepairable.push({ object: key, problem: problem ?? 'not on disk either' });
+        continue;
+      }
+      await vault.put(key, data, opts);
+      report.vaultRepaired.push(key);
+    }
+    if (vaultIndexDamaged.length > 0) {
+      // One new vault index segment for every pack the catalog has there, superseding all the old ones.
+      const old = (await listAll(vault, INDEX_PREFIX, opts)).map((o) => o.key.slice(INDEX_PREFIX.length));
+      const live = catalog.packs().filter((p) => p.cloudState === 'indexed' || p.cloudState === 'uploaded');
+      await pool.writeIndex({ supersedes: old.map((id) => Buffer.from(id, 'hex')), packs: live.map((p) => indexedFromCatalog(catalog, p.id, p.size)) }, { store: vault, ...opts });
+      for (const id of old) await vault.delete(`${INDEX_PREFIX}${id}`, opts);
+      report.vaultRepaired.push(...vaultIndexDamaged);
+    }
+    const before = new Map<string, Buffer>();
+    for (const o of await listAll(vault, KEYS_PREFIX, opts)) before.set(o.key, await vault.get(o.key, opts));
+    const desc = await vault.get('strata.json', opts).catch(() => null);
+    await syncDescriptionAndKeys(pool, vault, options.signal, { compareContent: true });
+    for (const o of await listAll(pool.store, KEYS_PREFIX)) {
+      const was = before.get(o.key);
+      if (!was || !was.equals(await pool.store.get(o.key))) report.vaultRepaired.push(o.key);
+    }
+    if (!desc || !desc.equals(await pool.store.get('strata.json'))) report.vaultRepaired.push('strata.json');
+
+    // D. Both copies again (structure only; the data just written was verified).
+    const after = await checkPool(pool, opts);
+    addCatalogKnownMissing(after, catalog, new Set(await pool.listManifestIds()), new Set(await pool.listIndexIds()));
+    const vaultAfter = await checkPool(session.pool, opts);
+    report.checkAfter = { ok: after.ok, problems: after.problems.length, vaultOk: vaultAfter.ok, vaultProblems: vaultAfter.problems.length };
   });
+  await syncCatalog(pool, catalog);
   recordContact(catalog, ctx.clock.now());
   ctx.log.info(report, 'repair finished');
   return report;
+}
+
+function verifyWith(fn: () => unknown): string | null {
+  try {
+    fn();
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+/** Gets an object from the other copy and verifies it; returns the bytes, or why it cannot serve. */
+async function fetchVerified(store: ObjectStore, key: string, verify: (data: Buffer) => string | null, opts: { signal?: AbortSignal }): Promise<Buffer | string> {
+  let data: Buffer;
+  try {
+    data = await store.get(key, opts);
+  } catch (err) {
+    return isNotFound(err) || (err as StrataError).code === 'STRATA_NOT_FOUND' ? 'not in the other copy either' : `the other copy cannot be read: ${(err as Error).message}`;
+  }
+  const problem = verify(data);
+  return problem ? `the other copy is damaged too: ${problem}` : data;
+}
+
+function indexedFromCatalog(catalog: Catalog, packId: string, size: number) {
+  return {
+    id: Buffer.from(packId, 'hex'),
+    size,
+    entries: catalog.blobsInPack(packId).map((b) => ({ type: b.type, id: b.id, offset: b.offset, length: b.length, rawLength: b.rawLength, compression: b.compression })),
+  };
+}
+
+/**
+ * Rewrites local index segments: those named (damaged or lost) from the catalog's record of their packs,
+ * and any pack no index names from its own header. The new segment supersedes the old ones and is
+ * written before they are deleted.
+ */
+async function rewriteLocalIndex(ctx: AgentContext, pool: Pool, catalog: Catalog, damaged: string[], opts: { signal?: AbortSignal }): Promise<string[]> {
+  const packs = new Map<string, ReturnType<typeof indexedFromCatalog>>();
+  for (const id of damaged) for (const p of catalog.packs().filter((x) => x.indexId === id)) packs.set(p.id, indexedFromCatalog(catalog, p.id, p.size));
+  const report = await checkPool(pool, opts);
+  for (const packId of report.unreferencedPacks) {
+    if (packs.has(packId)) continue;
+    const data = await pool.store.get(packKey(packId), opts);
+    if (verifyPackBytes(pool, packId, data)) continue;
+    const entries = readPackHeader(pool.keys.encKey, Buffer.from(packId, 'hex'), data, `pack ${packId.slice(0, 12)}`);
+    packs.set(packId, { id: Buffer.from(packId, 'hex'), size: data.length, entries });
+  }
+  if (packs.size === 0) return [];
+  // Only packs that are whole on disk go into the new segment.
+  const present = new Map((await listAll(pool.store, PACKS_PREFIX)).map((o) => [o.key.split('/').pop()!, o.size]));
+  const whole = [...packs.values()].filter((p) => present.get(p.id.toString('hex')) === p.size);
+  const existing = new Set(await pool.listIndexIds());
+  const supersedes = damaged.filter((id) => existing.has(id));
+  const newId = await pool.writeIndex({ supersedes: supersedes.map((id) => Buffer.from(id, 'hex')), packs: whole }, opts);
+  catalog.addIndexSegment(newId, whole.map((p) => ({ id: p.id.toString('hex'), size: p.size, entries: p.entries })));
+  for (const id of damaged) {
+    await pool.store.delete(`${INDEX_PREFIX}${id}`, opts);
+    catalog.removeIndexSegment(id);
+  }
+  ctx.log.info({ newIndex: newId, replaced: damaged, packs: whole.length }, 'local index rewritten');
+  return [`index/${newId} (replaces ${damaged.length ? damaged.map((d) => d.slice(0, 12)).join(', ') : 'none'}; ${whole.length} packs)`];
 }
 
 // --- soft delete ---

@@ -309,6 +309,7 @@ export async function runCheck(ctx: AgentContext, options: JobHooks<{ phase: str
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       }),
     );
+    addCatalogKnownMissing(report, catalog, new Set(await pool.listManifestIds()), new Set(await pool.listIndexIds()));
     // Keep the catalog's view of local pack health current.
     const damaged = new Set(report.problems.filter((p) => p.kind === 'pack').map((p) => p.object));
     for (const pack of catalog.packs()) {
@@ -321,6 +322,23 @@ export async function runCheck(ctx: AgentContext, options: JobHooks<{ phase: str
     catalog.finishJob(jobId, 'failed', ctx.clock.now(), null, (err as Error).message);
     throw err;
   }
+}
+
+/**
+ * What only the catalog can tell: recovery points and index segments it knows that are gone from the
+ * pool (a deleted manifest or index segment leaves no trace in the pool itself).
+ */
+export function addCatalogKnownMissing(report: CheckReport, catalog: Catalog, manifests: Set<string>, indexIds: Set<string>): void {
+  for (const rp of catalog.recoveryPoints()) {
+    if (rp.diskState !== 'present' || manifests.has(rp.id)) continue;
+    report.problems.push({ kind: 'manifest', object: `snapshots/${rp.id}`, problem: 'missing (the catalog records it)', affected: [`${rp.id.slice(0, 12)}: the whole recovery point of ${rp.source}`], affectedCount: 1 });
+  }
+  for (const id of catalog.indexSegmentIds()) {
+    if (id.startsWith('cloud:') || indexIds.has(id)) continue;
+    const packs = catalog.packs().filter((p) => p.indexId === id).length;
+    report.problems.push({ kind: 'index', object: `index/${id}`, problem: `missing (the catalog records it, listing ${packs} pack(s))`, affected: [], affectedCount: 0 });
+  }
+  report.ok = report.problems.length === 0;
 }
 
 // --- catalog rebuild ---

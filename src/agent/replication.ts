@@ -210,13 +210,20 @@ async function collectPacks(reader: BlobReader, treeId: string, out: Set<string>
 
 
 /** strata.json and the key slots, mirrored: new slots first, then slots the pool no longer has are removed. */
-export async function syncDescriptionAndKeys(pool: Pool, vault: ObjectStore, signal?: AbortSignal): Promise<void> {
+export async function syncDescriptionAndKeys(pool: Pool, vault: ObjectStore, signal?: AbortSignal, options: { compareContent?: boolean } = {}): Promise<void> {
   const opts = signal ? { signal } : {};
   const local = await pool.store.get('strata.json');
   const remote = await vault.get('strata.json', opts).catch(() => null);
   if (!remote || !remote.equals(local)) await vault.put('strata.json', local, opts);
   const localSlots = new Set((await listAll(pool.store, KEYS_PREFIX)).map((o) => o.key));
   const remoteSlots = new Set((await listAll(vault, KEYS_PREFIX, opts)).map((o) => o.key));
-  for (const key of localSlots) if (!remoteSlots.has(key)) await vault.put(key, await pool.store.get(key), opts);
+  for (const key of localSlots) {
+    const mine = await pool.store.get(key);
+    if (!remoteSlots.has(key)) await vault.put(key, mine, opts);
+    else if (options.compareContent) {
+      const theirs = await vault.get(key, opts).catch(() => null);
+      if (!theirs || !theirs.equals(mine)) await vault.put(key, mine, opts);
+    }
+  }
   for (const key of remoteSlots) if (!localSlots.has(key)) await vault.delete(key, opts);
 }

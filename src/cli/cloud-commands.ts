@@ -117,13 +117,15 @@ export const registerCloudCommands: CommandRegistrar = (program, inv, setExit) =
       const r = await repair(ctx);
       inv.print(opts, r, () =>
         [
-          `repaired on disk: ${r.localRepaired.length} pack(s)${r.localRepaired.length ? ' (' + r.localRepaired.map((p) => p.slice(0, 12)).join(', ') + ')' : ''}`,
-          `repaired in the vault: ${r.vaultRepaired.length} pack(s), ${r.manifestsRepaired.length} manifest(s)`,
-          ...r.localUnrepairable.map((u) => `NOT REPAIRED ${u.pack}: ${u.problem}`),
-          `pool check after repair: ${r.checkAfter.ok ? 'no problems' : `${r.checkAfter.problems} problem(s)`}`,
+          ...(r.descriptionRestored.length ? [`restored from the vault: ${r.descriptionRestored.join(', ')}`] : []),
+          `repaired on disk: ${r.localRepaired.length ? r.localRepaired.join(', ') : 'nothing needed'}`,
+          `repaired in the vault: ${r.vaultRepaired.length ? r.vaultRepaired.join(', ') : 'nothing needed'}`,
+          ...r.localUnrepairable.map((u) => `NOT REPAIRED on disk: ${u.object}: ${u.problem}`),
+          ...r.vaultUnrepairable.map((u) => `NOT REPAIRED in the vault: ${u.object}: ${u.problem}`),
+          `after repair: disk ${r.checkAfter.ok ? 'sound' : `${r.checkAfter.problems} problem(s)`}, vault ${r.checkAfter.vaultOk ? 'sound' : `${r.checkAfter.vaultProblems} problem(s)`}`,
         ].join('\n'),
       );
-      if (r.localUnrepairable.length || !r.checkAfter.ok) setExit(EXIT.failed);
+      if (r.localUnrepairable.length || r.vaultUnrepairable.length || !r.checkAfter.ok || !r.checkAfter.vaultOk) setExit(EXIT.failed);
     });
 
   void Option;

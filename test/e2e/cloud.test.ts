@@ -141,7 +141,7 @@ describe('the cloud copy', () => {
       expect((await sb.strata(['check', '--read-data'])).code).toBe(1);
 
       const repaired = await sb.json(['repair']);
-      expect(repaired.localRepaired).toEqual([path.basename(pack!)]);
+      expect(repaired.localRepaired).toEqual([`pack ${path.basename(pack!)}`]);
       expect(repaired.checkAfter.ok).toBe(true);
       expect((await sb.json(['check', '--read-data'])).ok).toBe(true);
       const target = path.join(sb.dir, 'r');
@@ -160,7 +160,7 @@ describe('the cloud copy', () => {
       expect(broken.code).toBe(1);
       expect(JSON.parse(broken.stdout).cloud.catalogMismatches).toEqual([{ pack: id, problem: 'missing in the vault' }]);
       const again = await sb.json(['repair']);
-      expect(again.vaultRepaired).toEqual([id]);
+      expect(again.vaultRepaired).toEqual([`packs/${id.slice(0, 2)}/${id}`]);
       expect((await sb.json(['check', '--cloud', '--read-data'])).ok).toBe(true);
     } finally {
       await sb.cleanup();
