@@ -55,3 +55,28 @@ export function errorMessage(err: unknown): string {
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw signal.reason ?? new StrataError('STRATA_ABORTED', 'operation aborted', { kind: 'failed' });
 }
+
+/**
+ * The user's view of any error: a StrataError as it is; a system error mapped to a stable code with a
+ * line that says what to do (a full disk, a refused permission, a full catalog).
+ */
+export function toStrataError(err: unknown, where?: string): StrataError {
+  if (err instanceof StrataError) return err;
+  const e = err as NodeJS.ErrnoException & { code?: string };
+  const at = where ? ` (${where})` : e.path ? ` (${e.path})` : '';
+  switch (e.code) {
+    case 'ENOSPC':
+    case 'EDQUOT':
+    case 'SQLITE_FULL':
+      return new StrataError('STRATA_DISK_FULL', `no space left on the disk${at}: free space there, then run the job again; nothing already protected was changed`, { kind: 'failed', cause: err });
+    case 'EACCES':
+    case 'EPERM':
+    case 'EROFS':
+      return new StrataError('STRATA_PERMISSION', `permission denied${at}: ${e.message}`, { kind: 'failed', cause: err });
+    case 'SQLITE_CORRUPT':
+    case 'SQLITE_NOTADB':
+      return new StrataError('STRATA_CATALOG_CORRUPT', `the catalog is damaged${at}; move it aside and run 'strata catalog rebuild'`, { kind: 'failed', cause: err });
+    default:
+      return new StrataError('STRATA_INTERNAL', `${e.message ?? String(err)}${at}`, { kind: 'failed', cause: err });
+  }
+}

@@ -6,7 +6,7 @@ import { Catalog } from '../catalog/catalog.js';
 import type { SourceConfig } from '../config/types.js';
 import { crashPoint } from '../crash.js';
 import { generatePassphrase, validatePassphrase } from '../crypto/passphrase.js';
-import { StrataError } from '../errors.js';
+import { StrataError, toStrataError } from '../errors.js';
 import { backupDirectory, type BackupProgress } from '../replica/backup.js';
 import { BlobReader } from '../replica/blob-reader.js';
 import { syncCatalog } from '../replica/catalog-sync.js';
@@ -225,8 +225,8 @@ async function backupSource(
     if (options.signal?.aborted) throw err;
     if (err instanceof StrataError && (err.kind === 'gate' || err.code === 'STRATA_LOCKED')) throw err;
     ctx.log.error({ err, source: source.path }, 'backup of a source failed');
-    const e = err as StrataError;
-    return { source: source.path, recoveryPoint: null, stats: null, warnings, error: { code: e.code ?? 'STRATA_BACKUP_FAILED', message: e.message } };
+    const e = toStrataError(err);
+    return { source: source.path, recoveryPoint: null, stats: null, warnings, error: { code: e.code, message: e.message } };
   }
 }
 

@@ -14,7 +14,7 @@ import {
   runRestore,
 } from '../agent/jobs.js';
 import { generatePassphrase, readPassphraseFile } from '../crypto/passphrase.js';
-import { StrataError } from '../errors.js';
+import { StrataError, toStrataError } from '../errors.js';
 import type { ConflictPolicy } from '../replica/restore.js';
 import { formatBytes, formatDuration, formatTime, table } from './format.js';
 import { registerCloudCommands } from './cloud-commands.js';
@@ -93,7 +93,10 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
             .concat(result.cloudError ? [`upload to the vault did not complete (the disk recovery point stands; the next run retries): ${result.cloudError}`] : [])
             .join('\n'),
       );
-      if (result.state === 'failed') setExit(EXIT.failed);
+      if (result.state === 'failed') {
+        for (const s of result.sources) if (s.error) inv.io.err(`strata: error ${s.error.code}: backup of ${s.source} failed: ${s.error.message}`);
+        setExit(EXIT.failed);
+      }
     });
 
   common(program.command('recovery-points'))
@@ -290,9 +293,9 @@ function reportError(inv: Invocation, err: unknown, json: boolean): number {
     message = err.message;
     exit = err.kind === 'gate' ? EXIT.gate : err.kind === 'failed' ? EXIT.failed : EXIT.usage;
   } else {
-    const e = err as NodeJS.ErrnoException;
-    code = e.code === 'ENOSPC' ? 'STRATA_DISK_FULL' : e.code === 'EACCES' || e.code === 'EPERM' ? 'STRATA_PERMISSION' : 'STRATA_INTERNAL';
-    message = `${e.message ?? String(err)}${log ? ' (details in the log)' : ''}`;
+    const e = toStrataError(err);
+    code = e.code;
+    message = `${e.message}${log && code === 'STRATA_INTERNAL' ? ' (details in the log)' : ''}`;
     exit = EXIT.failed;
   }
   inv.io.err(`strata: error ${code}: ${message}`);
