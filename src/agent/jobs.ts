@@ -16,8 +16,8 @@ import type { BackupStats } from '../replica/manifest.js';
 import { Pool } from '../replica/pool.js';
 import { restoreTree, type ConflictPolicy, type RestoreProgress, type RestoreResult } from '../replica/restore.js';
 import { writeSecretFile } from './secret-file.js';
-import { markForCloud, replicate, type ReplicationResult } from './replication.js';
-import { gateJob } from './vault.js';
+import { markForCloud, replicate, syncDescriptionAndKeys, type ReplicationResult } from './replication.js';
+import { gateJob, getRegistration, vaultStore } from './vault.js';
 import type { AgentContext } from './context.js';
 import { snapshotSqlite } from './sqlite-source.js';
 
@@ -357,7 +357,7 @@ export async function rebuildCatalogFromDisk(ctx: AgentContext) {
  * Adds a key slot for the new passphrase, writes it to the passphrase file, then removes the old slot.
  * A crash at any step leaves a pool that the passphrase file opens. Data is untouched.
  */
-export async function changePassphrase(ctx: AgentContext, options: { newPassphrase: string }): Promise<{ slot: string; removed: string }> {
+export async function changePassphrase(ctx: AgentContext, options: { newPassphrase: string }): Promise<{ slot: string; removed: string; vaultUpdated: boolean }> {
   validatePassphrase(options.newPassphrase);
   const pool = await ctx.pool();
   return withLock(pool.store, { exclusive: true, operation: 'passphrase change', clock: ctx.clock, host: ctx.host }, async () => {
@@ -367,7 +367,19 @@ export async function changePassphrase(ctx: AgentContext, options: { newPassphra
     crashPoint('passphrase-file-written');
     await pool.removeKeySlot(pool.slotId);
     ctx.log.info({ newSlot: slot, removedSlot: pool.slotId }, 'passphrase changed');
-    return { slot, removed: pool.slotId };
+    // The vault's copy of the key slots follows at once (else at the next replication), so the old
+    // passphrase stops opening the vault copy too.
+    let vaultUpdated = false;
+    if (getRegistration(ctx.catalog())) {
+      try {
+        const { store } = await vaultStore(ctx);
+        await syncDescriptionAndKeys(pool, store, undefined, { compareContent: true });
+        vaultUpdated = true;
+      } catch (err) {
+        ctx.log.warn({ err: (err as Error).message }, 'key slots not yet updated in the vault; the next replication does it');
+      }
+    }
+    return { slot, removed: pool.slotId, vaultUpdated };
   });
 }
 

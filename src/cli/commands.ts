@@ -238,9 +238,9 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
       else if (opts.newPassphraseFile) newPassphrase = readPassphraseFile(opts.newPassphraseFile).passphrase;
       else throw new StrataError('STRATA_USAGE', 'give the new passphrase with --new-passphrase-file FILE, or --generate', { kind: 'usage' });
       const r = await changePassphrase(ctx, { newPassphrase });
-      inv.print(opts, { slot: r.slot, removedSlot: r.removed, passphraseFile: ctx.config.passphraseFile }, () =>
+      inv.print(opts, { slot: r.slot, removedSlot: r.removed, passphraseFile: ctx.config.passphraseFile, vaultUpdated: r.vaultUpdated }, () =>
         [
-          `passphrase changed: new key slot ${r.slot.slice(0, 12)}, old slot ${r.removed.slice(0, 12)} removed; ${ctx.config.passphraseFile} now holds the new passphrase`,
+          `passphrase changed: new key slot ${r.slot.slice(0, 12)}, old slot ${r.removed.slice(0, 12)} removed${r.vaultUpdated ? ' (in the vault too)' : ''}; ${ctx.config.passphraseFile} now holds the new passphrase`,
           ...(opts.generate ? [`new passphrase:\n\n    ${newPassphrase}\n`] : []),
           'Keep a copy of the new passphrase somewhere safe, away from this server.',
         ].join('\n'),
