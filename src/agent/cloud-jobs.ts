@@ -207,7 +207,17 @@ export interface CloudCheckReport extends CheckReport {
 
 /** Checks the vault copy: structure (and with readData, every blob), and that what the catalog says is there, is. */
 export async function checkCloud(ctx: AgentContext, options: { readData?: boolean; signal?: AbortSignal } = {}): Promise<CloudCheckReport> {
-  const session = await openVaultPool(ctx);
+  let session: VaultSession;
+  try {
+    session = await openVaultPool(ctx);
+  } catch (err) {
+    if ((err as StrataError).code !== 'STRATA_VAULT_EMPTY') throw err;
+    // Nothing uploaded yet is a sound (empty) vault, unless the catalog says something arrived.
+    const expected = ctx.catalog().packs().filter((p) => p.cloudState === 'uploaded' || p.cloudState === 'indexed');
+    const empty: CloudCheckReport = { ok: expected.length === 0, recoveryPoints: 0, packs: 0, blobs: 0, bytesRead: 0, problems: [], unreferencedPacks: [], catalogMismatches: [] };
+    for (const p of expected) empty.catalogMismatches.push({ pack: p.id, problem: 'missing in the vault (the vault holds no pool for this server)' });
+    return empty;
+  }
   const report = await checkPool(session.pool, { readData: options.readData ?? false, ...(options.signal ? { signal: options.signal } : {}) });
   const sizes = new Map((await listAll(session.store, PACKS_PREFIX)).map((o) => [o.key.split('/').pop()!, o.size]));
   const catalogMismatches: { pack: string; problem: string }[] = [];
