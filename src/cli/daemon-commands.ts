@@ -50,8 +50,8 @@ function setupCommand(program: Command, inv: Invocation): void {
     .option('--yes', 'do not ask for confirmation (required when not on a terminal)')
     .option('--generate-passphrase', 'generate a strong passphrase into the passphrase file (when it does not exist)')
     .action(async (opts: CommonOptions & { yes?: boolean; generatePassphrase?: boolean }) => {
-      const ctx = inv.context(opts);
-      const plan = await checkPrerequisites(ctx.config);
+      // The checks only read: the context (whose log creates the state directory) is opened after them.
+      const plan = await checkPrerequisites(loadConfig(resolveConfigPath(opts.config)));
       if (!opts.json) inv.io.out(describePlan(plan));
       if (!plan.ok) {
         const failed = plan.checks.filter((c) => c.status === 'fail');
@@ -74,6 +74,7 @@ function setupCommand(program: Command, inv: Invocation): void {
           return;
         }
       }
+      const ctx = inv.context(opts);
       const r = await applySetup(ctx, plan, { generatePassphrase: opts.generatePassphrase ?? false });
       inv.print(opts, r, () =>
         [
