@@ -458,20 +458,33 @@ export async function softDeleteInVault(ctx: AgentContext, keys: string[]): Prom
       continue;
     }
     catalog.markCloudDeletion(key, now);
-    if (key.startsWith(PACKS_PREFIX)) catalog.setPackCloudState(key.split('/').pop()!, 'deleted', now);
+    if (key.startsWith(PACKS_PREFIX)) {
+      // The pack's live blobs (if it was repacked) must reach the vault in their new packs before it is purged.
+      catalog.setState(REWALK, true);
+    }
     if (key.startsWith(SNAPSHOTS_PREFIX)) {
       const id = key.slice(SNAPSHOTS_PREFIX.length);
-      if (catalog.recoveryPoints().some((r) => r.id === id)) catalog.setRecoveryPointState(id, { cloud: 'deleted' });
+      const row = catalog.recoveryPoints().find((r) => r.id === id);
+      // Gone from both copies: the recovery point no longer exists.
+      if (row && row.diskState !== 'present') catalog.removeRecoveryPoint(id);
+      else if (row) catalog.setRecoveryPointState(id, { cloud: 'deleted' });
     }
     n++;
   }
   return n;
 }
 
-/** Removes from the vault what was marked more than 14 days ago. */
+/** Set when packs were soft-deleted: the next replication re-walks every cloud point (see replication.ts). */
+export const REWALK = 'cloud.rewalk';
+
+/**
+ * Removes from the vault what was marked more than 14 days ago. Packs are purged only once a
+ * replication has re-walked the cloud points since packs were marked (so repacked data is in the vault).
+ */
 export async function purgeCloudDeletions(ctx: AgentContext): Promise<string[]> {
   const catalog = ctx.catalog();
   if (!getRegistration(catalog)) return [];
+  if (catalog.getState<boolean>(REWALK)) return [];
   const due = catalog.cloudDeletions(ctx.clock.now() - SOFT_DELETE_DAYS * DAY_MS);
   if (due.length === 0) return [];
   const { store } = await vaultStore(ctx);

@@ -9,6 +9,9 @@ import { prunePool, type PruneProgress, type PruneReport } from '../replica/prun
 import { applyRetention, policyFromConfig, type KeepReason } from '../scheduler/retention.js';
 import type { AgentContext } from './context.js';
 import type { JobHooks } from './jobs.js';
+import { softDeleteInVault } from './cloud-jobs.js';
+import { getRegistration } from './vault.js';
+import { SNAPSHOTS_PREFIX, packKey } from '../replica/pool.js';
 
 /** Unreferenced packs younger than this may belong to a backup in progress: kept. */
 export const UNREFERENCED_GRACE_MS = 60 * 60 * 1000;
@@ -48,10 +51,24 @@ export interface PruneJobResult extends PruneReport {
   retention: { kept: RetainedPoint[]; removed: RetainedPoint[] };
 }
 
-/** Disk retention over the catalog's recovery points: groups' policies; ad hoc points and unknown groups keep everything. */
+/**
+ * Retention over the catalog's recovery points: groups' policies; ad hoc points and unknown groups keep
+ * everything. The vault mirrors the pool, so a point leaves the pool only when neither the disk
+ * retention nor, for a point in the cloud, the online retention keeps it.
+ */
 export function diskRetention(ctx: AgentContext, points: RecoveryPointRow[]): { kept: RetainedPoint[]; removed: RetainedPoint[] } {
   const onDisk = points.filter((p) => p.diskState === 'present').map((p) => ({ ...p, copy: 'disk' as const }));
-  const { keep, remove } = applyRetention(onDisk, {
+  const inCloud = points.filter((p) => p.diskState === 'present' && (p.cloudState === 'uploaded' || p.cloudState === 'uploading' || p.cloudState === 'pending')).map((p) => ({ ...p, copy: 'cloud' as const }));
+  const cloudKeep = applyRetention(inCloud, {
+    now: ctx.clock.now(),
+    policy: (group) => {
+      const g = ctx.config.protectionGroups.find((x) => x.name === group);
+      return g ? policyFromConfig(g) : undefined;
+    },
+    ...(ctx.config.timezone ? { tz: ctx.config.timezone } : {}),
+  }).keep;
+  const cloudReasons = new Map(cloudKeep.map((k) => [k.point.id, k.reasons]));
+  const { keep: diskKeep, remove: diskRemove } = applyRetention(onDisk, {
     now: ctx.clock.now(),
     policy: (group) => {
       const g = ctx.config.protectionGroups.find((x) => x.name === group);
@@ -60,6 +77,13 @@ export function diskRetention(ctx: AgentContext, points: RecoveryPointRow[]): { 
     ...(ctx.config.timezone ? { tz: ctx.config.timezone } : {}),
   });
   const ref = (p: RecoveryPointRow) => ({ id: p.id, group: p.group, source: p.source, time: p.time });
+  const keep = [...diskKeep.map((k) => ({ point: k.point as RecoveryPointRow, reasons: k.reasons }))];
+  const remove: RecoveryPointRow[] = [];
+  for (const p of diskRemove) {
+    const byCloud = cloudReasons.get(p.id);
+    if (byCloud) keep.push({ point: p, reasons: byCloud });
+    else remove.push(p);
+  }
   return { kept: keep.map((k) => ({ ...ref(k.point), reasons: k.reasons })), removed: remove.map(ref) };
 }
 
@@ -96,7 +120,9 @@ export async function runPrune(ctx: AgentContext, options: PruneJobOptions = {})
       { jobId, dryRun, manifests: deleted.manifests.length, packs: deleted.packs.length, repacked: result.packsRepacked.length, bytesFreed: result.bytesFreed },
       dryRun ? 'prune planned (dry run)' : 'prune finished',
     );
-    if (!dryRun && deleted.packs.length + deleted.indexSegments.length + deleted.manifests.length > 0) await options.onDeleted?.(deleted);
+    if (!dryRun && deleted.packs.length + deleted.indexSegments.length + deleted.manifests.length > 0) {
+      await (options.onDeleted ?? ((d: DeletedObjects) => propagateToVault(ctx, d)))(deleted);
+    }
     catalog.finishJob(jobId, result.damagedPacks.length ? 'warnings' : 'completed', ctx.clock.now(), summary(result));
     return result;
   } catch (err) {
@@ -115,4 +141,16 @@ function summary(r: PruneJobResult) {
     bytesFreed: r.bytesFreed,
     damagedPacks: r.damagedPacks,
   };
+}
+
+/**
+ * The default for `onDeleted`: what prune removed from the pool is soft-deleted in the vault (marked,
+ * removed after 14 days). Packs rewritten by a repack are uploaded by the next replication before any
+ * marked pack is purged.
+ */
+export async function propagateToVault(ctx: AgentContext, d: DeletedObjects): Promise<void> {
+  if (!getRegistration(ctx.catalog())) return;
+  const keys = [...d.manifests.map((m) => `${SNAPSHOTS_PREFIX}${m}`), ...d.packs.map((p) => packKey(p))];
+  const marked = await softDeleteInVault(ctx, keys);
+  ctx.log.info({ marked }, 'prune propagated to the vault (soft delete)');
 }

@@ -17,6 +17,9 @@ import { withLock } from '../replica/lock.js';
 import { listAll, type ObjectStore } from '../store/object-store.js';
 import type { AgentContext } from './context.js';
 import { gateJob, recordContact, vaultStore } from './vault.js';
+import { purgeCloudDeletions } from './cloud-jobs.js';
+
+const REWALK = 'cloud.rewalk';
 
 export interface ReplicationProgress {
   packsDone: number;
@@ -32,6 +35,8 @@ export interface ReplicationResult {
   bytesUploaded: number;
   retries: number;
   retriesByOperation: Record<string, number>;
+  /** Vault objects removed because they were soft-deleted more than 14 days ago. */
+  purged: string[];
 }
 
 /** Packs staged in scratch at once (each up to ~16 MiB): the scratch area's bound while uploading. */
@@ -81,11 +86,18 @@ export async function replicate(ctx: AgentContext, options: { signal?: AbortSign
   const { pool, catalog } = await ctx.poolAndCatalog();
   await gateJob(ctx, 'backup-cloud', { kind: 'replicate', group: null, ...(options.signal ? { signal: options.signal } : {}) });
   const pending = catalog.recoveryPoints().filter((r) => (r.cloudState === 'pending' || r.cloudState === 'uploading') && r.diskState === 'present');
+  // After a prune soft-deleted packs, the points already in the vault are walked again, so data a
+  // repack moved into new packs is uploaded before the old packs are purged.
+  const rewalk = catalog.getState<boolean>(REWALK) ? catalog.recoveryPoints().filter((r) => r.cloudState === 'uploaded' && r.diskState === 'present') : [];
   const jobId = catalog.createJob('replicate', pending[0]?.group || null, ctx.clock.now());
   try {
     const result = await withLock(pool.store, { exclusive: false, operation: 'replication', clock: ctx.clock, host: ctx.host }, async () => {
       checkScratch(ctx, catalog);
-      return replicateUnderLock(ctx, pool, catalog, pending, options);
+      const r = await replicateUnderLock(ctx, pool, catalog, pending, rewalk, options);
+      if (rewalk.length > 0 || catalog.getState<boolean>(REWALK)) catalog.setState(REWALK, false);
+      // Soft-deleted objects past their 14 days go now that the vault holds everything live.
+      r.purged = await purgeCloudDeletions(ctx);
+      return r;
     });
     catalog.finishJob(jobId, 'completed', ctx.clock.now(), result);
     ctx.log.info(result, 'replication finished');
@@ -101,11 +113,12 @@ async function replicateUnderLock(
   pool: Pool,
   catalog: Catalog,
   pending: RecoveryPointRow[],
+  rewalk: RecoveryPointRow[],
   options: { signal?: AbortSignal; onProgress?: (p: ReplicationProgress) => void },
 ): Promise<ReplicationResult> {
   const signal = options.signal;
   const { store: vault, retry } = await vaultStore(ctx);
-  const result: ReplicationResult = { recoveryPoints: [], packsUploaded: 0, packsAlreadyThere: 0, bytesUploaded: 0, retries: 0, retriesByOperation: {} };
+  const result: ReplicationResult = { recoveryPoints: [], packsUploaded: 0, packsAlreadyThere: 0, bytesUploaded: 0, retries: 0, retriesByOperation: {}, purged: [] };
 
   // 1. The pool's description and key slots (opaque: sealed with the passphrase).
   await syncDescriptionAndKeys(pool, vault, signal);
@@ -117,6 +130,7 @@ async function replicateUnderLock(
     catalog.setRecoveryPointState(rp.id, { cloud: 'uploading' });
     await collectPacks(reader, rp.tree, needed, signal);
   }
+  for (const rp of rewalk) await collectPacks(reader, rp.tree, needed, signal);
   const toUpload = [...needed].map((id) => catalog.pack(id)!).filter((p) => p.cloudState === 'none' || p.cloudState === 'deleted');
   const progress: ReplicationProgress = { packsDone: 0, packsTotal: toUpload.length, bytesDone: 0, bytesTotal: toUpload.reduce((a, p) => a + p.size, 0) };
   options.onProgress?.({ ...progress });

@@ -1,7 +1,5 @@
 // Commands of the cloud copy: vault credentials, registration, cloud status, replication and repair.
-import { Option, type Command } from 'commander';
-import { promises as fs } from 'node:fs';
-import { checkCloud, purgeCloudDeletions, repair } from '../agent/cloud-jobs.js';
+import { repair } from '../agent/cloud-jobs.js';
 import { replicate } from '../agent/replication.js';
 import { writeSecretFile } from '../agent/secret-file.js';
 import { gateStatus, register } from '../agent/vault.js';
@@ -101,8 +99,8 @@ export const registerCloudCommands: CommandRegistrar = (program, inv, setExit) =
       } finally {
         progress.stop();
       }
-      const purged = await purgeCloudDeletions(ctx);
-      inv.print(opts, { ...r, purged }, () =>
+      const purged = r.purged;
+      inv.print(opts, r, () =>
         [
           `uploaded ${r.recoveryPoints.length} recovery point(s): ${r.packsUploaded} packs (${formatBytes(r.bytesUploaded)}), ${r.packsAlreadyThere} already in the vault, ${r.retries} request(s) retried`,
           ...(purged.length ? [`removed ${purged.length} object(s) soft-deleted more than 14 days ago`] : []),
@@ -128,7 +126,4 @@ export const registerCloudCommands: CommandRegistrar = (program, inv, setExit) =
       if (r.localUnrepairable.length || r.vaultUnrepairable.length || !r.checkAfter.ok || !r.checkAfter.vaultOk) setExit(EXIT.failed);
     });
 
-  void Option;
-  void fs;
-  void checkCloud;
 };
