@@ -12,6 +12,7 @@ import { StrataError } from '../errors.js';
 import { pidAlive } from '../replica/lock.js';
 import { DirStore } from '../store/dir-store.js';
 import { AgentContext } from './context.js';
+import { startEmbeddedVault, type EmbeddedVault } from './embedded-vault.js';
 import { EventPipe, startControlServer, type ControlServer, type Route } from './control-server.js';
 import { JobRunner } from './job-runner.js';
 import { errorChain } from './log.js';
@@ -137,8 +138,11 @@ export async function startDaemon(config: StrataConfig, options: DaemonOptions =
   const ctx = new AgentContext(config, { ...(options.clock ? { clock: options.clock } : {}), logName: 'daemon' });
   let server: ControlServer | null = null;
   let scheduler: SchedulerRunner | null = null;
+  let vault: EmbeddedVault | null = null;
   try {
     if (tightened) ctx.log.warn(tightened);
+    // The embedded demo vault (config `embeddedAzurite`): Azurite on loopback, registered on first use.
+    vault = await startEmbeddedVault(ctx);
     const { catalog } = await ctx.poolAndCatalog();
     const interrupted = catalog.markInterruptedJobs(ctx.clock.now(), pidAlive);
     const cleaned = await cleanTemporaries(ctx);
@@ -171,6 +175,7 @@ export async function startDaemon(config: StrataConfig, options: DaemonOptions =
           await Promise.race([runner.settled(), ctx.clock.sleep(options.stopWaitMs ?? STOP_WAIT_MS, wait.signal).catch(() => {})]);
           wait.abort();
           await srv.close();
+          await vault?.stop();
           ctx.log.info('daemon stopped');
         } catch (err) {
           ctx.log.error({ causes: errorChain(err) }, 'error while stopping');
@@ -187,6 +192,7 @@ export async function startDaemon(config: StrataConfig, options: DaemonOptions =
     ctx.log.error({ causes: errorChain(err) }, 'daemon failed to start');
     await scheduler?.stop();
     await server?.close();
+    await vault?.stop();
     ctx.close();
     await unlock();
     throw err;
