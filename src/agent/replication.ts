@@ -37,6 +37,8 @@ export interface ReplicationResult {
   retriesByOperation: Record<string, number>;
   /** Vault objects removed because they were soft-deleted more than 14 days ago. */
   purged: string[];
+  /** Seconds spent moving data (packs, index, manifests), without the job's setup (gate, pool, tree walk). */
+  uploadSeconds: number;
 }
 
 /** Packs staged in scratch at once (each up to ~16 MiB): the scratch area's bound while uploading. */
@@ -118,7 +120,7 @@ async function replicateUnderLock(
 ): Promise<ReplicationResult> {
   const signal = options.signal;
   const { store: vault, retry } = await vaultStore(ctx);
-  const result: ReplicationResult = { recoveryPoints: [], packsUploaded: 0, packsAlreadyThere: 0, bytesUploaded: 0, retries: 0, retriesByOperation: {}, purged: [] };
+  const result: ReplicationResult = { recoveryPoints: [], packsUploaded: 0, packsAlreadyThere: 0, bytesUploaded: 0, retries: 0, retriesByOperation: {}, purged: [], uploadSeconds: 0 };
 
   // 1. The pool's description and key slots (opaque: sealed with the passphrase).
   await syncDescriptionAndKeys(pool, vault, signal);
@@ -136,6 +138,7 @@ async function replicateUnderLock(
   options.onProgress?.({ ...progress });
 
   // 3. Upload, staged through scratch, a bounded number at a time.
+  const uploadStart = process.hrtime.bigint();
   const staging = path.join(ctx.config.scratch, 'staging');
   await fs.mkdir(staging, { recursive: true, mode: 0o700 });
   let next = 0;
@@ -153,7 +156,11 @@ async function replicateUnderLock(
       } else {
         const staged = path.join(staging, `${pack.id}.${randomBytes(4).toString('hex')}`);
         try {
-          await fs.copyFile(ctx.poolStore.path(key), staged);
+          // Packs are immutable: on the same file system the staged copy is a hard link (no bytes copied).
+          await fs.link(ctx.poolStore.path(key), staged).catch(async (err: NodeJS.ErrnoException) => {
+            if (err.code !== 'EXDEV' && err.code !== 'EPERM' && err.code !== 'EMLINK') throw err;
+            await fs.copyFile(ctx.poolStore.path(key), staged);
+          });
           const data = await fs.readFile(staged);
           if (data.length !== pack.size) throw new StrataError('STRATA_PACK_DAMAGED', `pack ${pack.id} is ${data.length} bytes on disk, the index says ${pack.size}; run 'strata check' and 'strata repair'`, { kind: 'failed' });
           await vault.put(key, data, signal ? { signal } : {});
@@ -200,6 +207,7 @@ async function replicateUnderLock(
     catalog.setRecoveryPointState(rp.id, { cloud: 'uploaded' });
     result.recoveryPoints.push(rp.id);
   }
+  result.uploadSeconds = Number(process.hrtime.bigint() - uploadStart) / 1e9;
   recordContact(catalog, ctx.clock.now());
   result.retries = retry.counters.retries;
   result.retriesByOperation = { ...retry.counters.byOperation };
