@@ -40,7 +40,19 @@ export async function openVaultPool(ctx: AgentContext, options: { serverId?: str
   const { store } = await vaultStore(ctx, { serverId });
   const passphrase = options.passphraseFile ? readPassphraseFile(options.passphraseFile).passphrase : ctx.passphrase();
   try {
-    const pool = await Pool.open(store, passphrase);
+    let pool: Pool;
+    try {
+      pool = await Pool.open(store, passphrase);
+    } catch (err) {
+      // A passphrase change whose new key slot did not reach the vault (offline, or a crash): this
+      // server's own pool opens with the passphrase, so its (sealed) key slots are uploaded, then retried.
+      if ((err as StrataError).code !== 'STRATA_PASSPHRASE_WRONG' || serverId !== reg.serverId || options.passphraseFile) throw err;
+      const local = await ctx.pool().catch(() => null);
+      if (!local) throw err;
+      await syncDescriptionAndKeys(local, store, undefined, { compareContent: true, keepRemote: true });
+      ctx.log.warn('the vault lacked the current key slot; uploaded it from the local pool');
+      pool = await Pool.open(store, passphrase);
+    }
     recordContact(ctx.catalog(), ctx.clock.now());
     return { pool, store, serverId };
   } catch (err) {

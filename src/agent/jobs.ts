@@ -363,20 +363,30 @@ export async function changePassphrase(ctx: AgentContext, options: { newPassphra
   return withLock(pool.store, { exclusive: true, operation: 'passphrase change', clock: ctx.clock, host: ctx.host }, async () => {
     const slot = await pool.addKeySlot(options.newPassphrase, ctx.clock.now());
     crashPoint('passphrase-slot-added');
+    // Order: the new slot reaches every copy before the passphrase file changes, and the old slot goes
+    // only after; a crash anywhere leaves both copies opened by whatever the file holds.
+    const registered = Boolean(getRegistration(ctx.catalog()));
+    const vault = registered ? await vaultStore(ctx).then((v) => v.store).catch(() => null) : null;
+    let vaultUpdated = false;
+    if (vault) {
+      try {
+        await syncDescriptionAndKeys(pool, vault, undefined, { compareContent: true, keepRemote: true });
+        vaultUpdated = true;
+      } catch (err) {
+        ctx.log.warn({ err: (err as Error).message }, 'new key slot not yet in the vault; it is uploaded when the vault is next opened');
+      }
+    }
+    crashPoint('passphrase-vault-slot-added');
     await writeSecretFile(ctx.config.passphraseFile, options.newPassphrase + '\n');
     crashPoint('passphrase-file-written');
     await pool.removeKeySlot(pool.slotId);
     ctx.log.info({ newSlot: slot, removedSlot: pool.slotId }, 'passphrase changed');
-    // The vault's copy of the key slots follows at once (else at the next replication), so the old
-    // passphrase stops opening the vault copy too.
-    let vaultUpdated = false;
-    if (getRegistration(ctx.catalog())) {
+    if (vault && vaultUpdated) {
       try {
-        const { store } = await vaultStore(ctx);
-        await syncDescriptionAndKeys(pool, store, undefined, { compareContent: true });
-        vaultUpdated = true;
+        await syncDescriptionAndKeys(pool, vault, undefined, { compareContent: true });
       } catch (err) {
-        ctx.log.warn({ err: (err as Error).message }, 'key slots not yet updated in the vault; the next replication does it');
+        vaultUpdated = false;
+        ctx.log.warn({ err: (err as Error).message }, 'old key slot not yet removed from the vault; the next replication does it');
       }
     }
     return { slot, removed: pool.slotId, vaultUpdated };

@@ -232,7 +232,7 @@ async function collectPacks(reader: BlobReader, treeId: string, out: Set<string>
 
 
 /** strata.json and the key slots, mirrored: new slots first, then slots the pool no longer has are removed. */
-export async function syncDescriptionAndKeys(pool: Pool, vault: ObjectStore, signal?: AbortSignal, options: { compareContent?: boolean } = {}): Promise<void> {
+export async function syncDescriptionAndKeys(pool: Pool, vault: ObjectStore, signal?: AbortSignal, options: { compareContent?: boolean; keepRemote?: boolean } = {}): Promise<void> {
   const opts = signal ? { signal } : {};
   const local = await pool.store.get('strata.json');
   const remote = await vault.get('strata.json', opts).catch(() => null);
@@ -247,5 +247,5 @@ export async function syncDescriptionAndKeys(pool: Pool, vault: ObjectStore, sig
       if (!theirs || !theirs.equals(mine)) await vault.put(key, mine, opts);
     }
   }
-  for (const key of remoteSlots) if (!localSlots.has(key)) await vault.delete(key, opts);
+  if (!options.keepRemote) for (const key of remoteSlots) if (!localSlots.has(key)) await vault.delete(key, opts);
 }

@@ -81,7 +81,7 @@ describe('kill -9 during a backup', () => {
 });
 
 describe('kill -9 during a passphrase change', () => {
-  it.each(['passphrase-slot-added', 'passphrase-file-written'])('at %s: the passphrase file still opens the pool', async (point) => {
+  it.each(['passphrase-slot-added', 'passphrase-vault-slot-added', 'passphrase-file-written'])('at %s: the passphrase file still opens the pool (and the vault copy)', async (point) => {
     const newFile = path.join(sb.dir, `new-pass-${point}`);
     await writeFile(newFile, `a brand new passphrase for ${point}\n`, { mode: 0o600 });
     const child = spawnCli(['passphrase', 'change', '--new-passphrase-file', newFile, '--config', sb.config], { env: { STRATA_CRASH_POINT: point } });
@@ -92,6 +92,8 @@ describe('kill -9 during a passphrase change', () => {
     const list = await sb.strata(['recovery-points', '--json']);
     expect(list.code, list.stderr).toBe(0);
     await expectSound(point);
+    const cloud = await sb.strata(['check', '--cloud', '--json']);
+    expect(cloud.code, cloud.stdout + cloud.stderr).toBe(0);
   });
 
   it('a completed change: the old passphrase no longer opens the pool, the new one does', async () => {
@@ -159,7 +161,7 @@ describe.runIf(process.env['STRATA_SUITE'] === 'full')('seeded random kill -9 po
       let killAfter: number | undefined;
       let what: string;
       if (op === 'passphrase') {
-        const p = next() < 0.5 ? 'passphrase-slot-added' : 'passphrase-file-written';
+        const p = ['passphrase-slot-added', 'passphrase-vault-slot-added', 'passphrase-file-written'][Math.floor(next() * 3)]!;
         env = { STRATA_CRASH_POINT: p };
         what = `passphrase change @ ${p}`;
       } else if (next() < 0.5) {
