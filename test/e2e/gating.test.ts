@@ -152,3 +152,43 @@ describe('gating', () => {
     }
   });
 });
+
+describe('gating of scheduled runs (the real daemon, schedules on a fast clock)', () => {
+  it('an expired subscription skips a scheduled backup (recorded as skipped, not queued); active again, the next scheduled run completes', async () => {
+    const { registeredSandbox, startDaemonProcess, waitFor } = await import('../helpers/daemon.js');
+    const base = await makeSandbox();
+    const src = path.join(base.dir, 'data');
+    await writeTree(src, { 'a.txt': 'scheduled' });
+    const sb = await registeredSandbox(azurite, {
+      protectionGroups: [{ name: 'sched', sources: [{ path: src }], disk: { syncFrequency: '*/15 * * * *', retentionDays: 14 } }],
+      subscription: { provider: 'static', state: 'expired' },
+    });
+    // 900×: a 15-minute schedule fires every second.
+    const env = { STRATA_SCHEDULE_SCALE: '900' };
+    try {
+      let d = await startDaemonProcess(sb, { env });
+      try {
+        await waitFor('a scheduled run to be skipped', () => jobs(sb).some((j) => j.state === 'skipped' && /subscription expired/.test(j.error ?? '')), { timeoutMs: 60_000 });
+      } finally {
+        await d.stop();
+      }
+      const skipped = jobs(sb).filter((j) => j.state === 'skipped');
+      expect(skipped.length).toBeGreaterThan(0);
+      expect(jobs(sb).filter((j) => j.kind === 'backup' && j.state === 'completed')).toHaveLength(0);
+      expect(await sb.json(['recovery-points'])).toEqual([]);
+
+      await setSubscription(sb, 'active');
+      d = await startDaemonProcess(sb, { env });
+      try {
+        await waitFor('a scheduled run to complete', () => jobs(sb).some((j) => j.kind === 'backup' && j.state === 'completed'), { timeoutMs: 60_000 });
+      } finally {
+        await d.stop();
+      }
+      // Nothing refused earlier was replayed in a burst: runs after the change, one at a time.
+      expect((await sb.json(['recovery-points'])).length).toBeGreaterThan(0);
+    } finally {
+      await sb.cleanup();
+      await base.cleanup();
+    }
+  });
+});
