@@ -1,6 +1,7 @@
 // Brings the catalog in line with what a pool holds: index segments and recovery points. The pool is
 // the truth; the catalog is its cache. `catalog rebuild` is clear + sync.
 import type { Catalog } from '../catalog/catalog.js';
+import type { Manifest } from './manifest.js';
 import type { Pool } from './pool.js';
 
 export interface SyncResult {
@@ -66,16 +67,7 @@ export async function syncCatalog(pool: Pool, catalog: Catalog, options: { serve
     try {
       const m = await pool.readManifest(id);
       catalog.addRecoveryPoint({
-        id,
-        group: m.group,
-        source: m.source,
-        sourceType: m.sourceType,
-        host: m.host,
-        time: Date.parse(m.time),
-        tree: m.tree,
-        parent: m.parent,
-        stats: { ...m.stats },
-        warnings: m.warnings,
+        ...recoveryPointRow(id, m),
         diskState: 'present',
         serverId: options.serverId ?? null,
       });
@@ -137,16 +129,7 @@ async function syncFromCloud(pool: Pool, catalog: Catalog, serverId: string | nu
     try {
       const m = await pool.readManifest(id);
       catalog.addRecoveryPoint({
-        id,
-        group: m.group,
-        source: m.source,
-        sourceType: m.sourceType,
-        host: m.host,
-        time: Date.parse(m.time),
-        tree: m.tree,
-        parent: m.parent,
-        stats: { ...m.stats },
-        warnings: m.warnings,
+        ...recoveryPointRow(id, m),
         diskState: 'absent',
         cloudState: 'uploaded',
         serverId,
@@ -157,4 +140,20 @@ async function syncFromCloud(pool: Pool, catalog: Catalog, serverId: string | nu
     }
   }
   return result;
+}
+
+/** The catalog's row for a recovery point, from its manifest. */
+function recoveryPointRow(id: string, m: Manifest) {
+  return {
+    id,
+    group: m.group,
+    source: m.source,
+    sourceType: m.sourceType,
+    host: m.host,
+    time: Date.parse(m.time),
+    tree: m.tree,
+    parent: m.parent,
+    stats: { ...m.stats },
+    warnings: m.warnings,
+  };
 }
