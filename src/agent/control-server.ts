@@ -24,7 +24,11 @@ export interface RouteRequest {
 /** Writes one event of a streamed answer. */
 export type Emit = (event: unknown) => void;
 
-export type RouteResult = { status?: number; json: unknown } | { stream: (emit: Emit, signal: AbortSignal) => Promise<void> };
+export type RouteResult =
+  | { status?: number; json: unknown }
+  | { stream: (emit: Emit, signal: AbortSignal) => Promise<void> }
+  /** A plain-text answer (the Prometheus exposition of `GET /metrics`). */
+  | { status?: number; text: string; contentType: string };
 
 export interface Route {
   method: 'GET' | 'POST' | 'DELETE';
@@ -122,6 +126,9 @@ export async function startControlServer(socketPath: string, routes: Route[], lo
           if (!res.writableEnded && !res.destroyed) res.write(JSON.stringify(event) + '\n');
         }, closed.signal);
         res.end();
+      } else if ('text' in result) {
+        res.writeHead(result.status ?? 200, { 'content-type': result.contentType, 'content-length': Buffer.byteLength(result.text) });
+        res.end(result.text);
       } else {
         const text = JSON.stringify(result.json);
         res.writeHead(result.status ?? 200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });

@@ -13,9 +13,11 @@ import { pidAlive } from '../replica/lock.js';
 import { DirStore } from '../store/dir-store.js';
 import { AgentContext } from './context.js';
 import { startEmbeddedVault, type EmbeddedVault } from './embedded-vault.js';
+import { startConsole, type ConsoleServer } from './console/server.js';
 import { EventPipe, startControlServer, type ControlServer, type Route } from './control-server.js';
 import { JobRunner } from './job-runner.js';
 import { errorChain } from './log.js';
+import { collectMetrics, METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
 import type { DeletedObjects } from './prune.js';
 import { SchedulerRunner } from './scheduler-runner.js';
 
@@ -53,6 +55,8 @@ export interface DaemonHandle {
   readonly runner: JobRunner;
   readonly scheduler: SchedulerRunner;
   readonly socketPath: string;
+  /** The web console (config `console`), or null when it is off. `loginUrl` carries the token. */
+  readonly console: { url: string; loginUrl: string; tokenFile: string } | null;
   /** Aborts the running jobs, waits for them to settle, closes the socket, releases the state directory. Idempotent. */
   stop(reason?: string): Promise<void>;
   /** Resolves once stopped. */
@@ -137,6 +141,7 @@ export async function startDaemon(config: StrataConfig, options: DaemonOptions =
   const unlock = await lockStateDir(config.stateDir);
   const ctx = new AgentContext(config, { ...(options.clock ? { clock: options.clock } : {}), logName: 'daemon' });
   let server: ControlServer | null = null;
+  let consoleServer: ConsoleServer | null = null;
   let scheduler: SchedulerRunner | null = null;
   let vault: EmbeddedVault | null = null;
   try {
@@ -158,18 +163,24 @@ export async function startDaemon(config: StrataConfig, options: DaemonOptions =
     const sched = scheduler;
     const routes = [...controlRoutes({ ctx, runner, scheduler: sched, started, socketPath }), ...(options.routes?.(ctx) ?? [])];
     server = await startControlServer(socketPath, routes, ctx.log);
+    if (config.console) consoleServer = await startConsole({ ctx, runner, scheduler: sched, listen: config.console.listen });
     scheduler.start();
-    ctx.log.info({ pid: process.pid, socket: socketPath, interrupted, cleaned, groups: config.protectionGroups.map((g) => g.name) }, 'daemon started');
+    ctx.log.info(
+      { pid: process.pid, socket: socketPath, console: consoleServer?.url ?? null, interrupted, cleaned, groups: config.protectionGroups.map((g) => g.name) },
+      'daemon started',
+    );
 
     let stopping: Promise<void> | null = null;
     let resolveStopped!: () => void;
     const stopped = new Promise<void>((r) => (resolveStopped = r));
     const srv = server;
+    const web = consoleServer;
     const stop = (reason = 'stop requested') =>
       (stopping ??= (async () => {
         ctx.log.info({ reason }, 'daemon stopping');
         try {
           await sched.stop();
+          await web?.close(); // no new action from the console while the jobs wind down
           runner.abortAll(new StrataError('STRATA_ABORTED', `the daemon is stopping (${reason}): the job was abandoned; nothing half-written was kept, and the next run starts over`, { kind: 'failed' }));
           const wait = new AbortController();
           await Promise.race([runner.settled(), ctx.clock.sleep(options.stopWaitMs ?? STOP_WAIT_MS, wait.signal).catch(() => {})]);
@@ -187,10 +198,12 @@ export async function startDaemon(config: StrataConfig, options: DaemonOptions =
       })());
     options.signal?.addEventListener('abort', () => void stop('signal'), { once: true });
     if (options.signal?.aborted) void stop('signal');
-    return { ctx, runner, scheduler, socketPath, stop, stopped };
+    const consoleInfo = web ? { url: web.url, loginUrl: web.loginUrl, tokenFile: web.tokenFile } : null;
+    return { ctx, runner, scheduler, socketPath, console: consoleInfo, stop, stopped };
   } catch (err) {
     ctx.log.error({ causes: errorChain(err) }, 'daemon failed to start');
     await scheduler?.stop();
+    await consoleServer?.close();
     await server?.close();
     await vault?.stop();
     ctx.close();
@@ -344,6 +357,11 @@ export function controlRoutes({ ctx, runner, scheduler, started, socketPath }: R
           ),
         );
       },
+    },
+    {
+      method: 'GET',
+      path: '/metrics',
+      handler: async () => ({ text: renderMetrics(await collectMetrics(ctx, { jobsRunning: runner.running().length })), contentType: METRICS_CONTENT_TYPE }),
     },
     {
       method: 'POST',

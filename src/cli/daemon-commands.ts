@@ -34,7 +34,10 @@ function daemonCommand(program: Command, inv: Invocation): void {
       const onSignal = (sig: string) => void handle.stop(sig);
       process.once('SIGTERM', onSignal);
       process.once('SIGINT', onSignal);
-      inv.io.out(`strata daemon running: pid ${process.pid}, state ${config.stateDir}, socket ${handle.socketPath}, log ${config.stateDir}/logs/daemon.log`);
+      inv.io.out(
+        `strata daemon running: pid ${process.pid}, state ${config.stateDir}, socket ${handle.socketPath}, log ${config.stateDir}/logs/daemon.log` +
+          (handle.console ? `\nconsole: ${handle.console.loginUrl} (token also in ${handle.console.tokenFile}; a new one at each start)` : ''),
+      );
       await handle.stopped;
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);

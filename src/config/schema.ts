@@ -312,6 +312,15 @@ export function validateConfig(raw: unknown, file: string): StrataConfig {
   if (config.console) {
     const port = Number(/:(\d+)$/.exec(config.console.listen)![1]);
     if (port > 65535) throw invalid(file, `console.listen "${config.console.listen}" has port ${port}; allowed: 0 to 65535`);
+    // The console is for this machine's admin: loopback only (from elsewhere, through an SSH tunnel).
+    const host = config.console.listen.slice(0, config.console.listen.lastIndexOf(':')).replace(/^\[|\]$/g, '').toLowerCase();
+    const loopback = host === 'localhost' || /^127(\.\d{1,3}){3}$/.test(host) || host === '::1' || /^::ffff:127(\.\d{1,3}){3}$/.test(host);
+    if (!loopback) {
+      throw invalid(
+        file,
+        `console.listen "${config.console.listen}" is not a loopback address; allowed: 127.0.0.1, [::1] or localhost with a port (reach the console from another machine through an SSH tunnel)`,
+      );
+    }
   }
 
   if (typeof config.proxy === 'string' || (config.proxy && typeof config.proxy === 'object')) {

@@ -45,7 +45,7 @@ describe('strata prune', () => {
   it('removes the recovery points retention lets go, never the latest, and frees their space', async () => {
     sb = await registeredSandbox(azurite, { protectionGroups: [{ name: 'g', sources: [{ path: 'data' }], disk: { syncFrequency: '0 * * * *', retentionDays: 2 } }] });
     const data = path.join(sb.dir, 'data');
-    const rp = async (days: number, files: Record<string, Buffer>) => {
+    const rp = async (days: number, files: Record<string, Buffer | string>) => {
       await rm(data, { recursive: true, force: true });
       await writeTree(data, files);
       return (await sb.json<{ recoveryPoint: { id: string } }>(['backup', 'g'], at(days))).recoveryPoint.id;
