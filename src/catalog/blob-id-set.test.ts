@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { BlobIdSet } from './blob-id-set.js';
+import { BlobIdSet, sharedHas } from './blob-id-set.js';
 
 describe('BlobIdSet', () => {
   it('holds exactly what was added, across growth', () => {
@@ -8,6 +8,11 @@ describe('BlobIdSet', () => {
     const ids = Array.from({ length: 5000 }, () => randomBytes(32));
     for (const id of ids) expect(set.add(id)).toBe(true);
     for (const id of ids) expect(set.has(id)).toBe(true);
+    for (const id of ids.slice(0, 50)) expect(set.hasHex(id.toString('hex'))).toBe(true);
+    expect(set.hasHex(ids[3]!.toString('hex').toUpperCase())).toBe(true);
+    expect(set.hasHex(randomBytes(32).toString('hex'))).toBe(false);
+    expect(set.hasHex('xyz')).toBe(false);
+    expect(set.hasHex('g'.repeat(64))).toBe(false);
     expect(set.add(ids[7]!)).toBe(false);
     expect(set.size).toBe(5000);
     for (let i = 0; i < 5000; i++) expect(set.has(randomBytes(32))).toBe(false);
@@ -21,5 +26,22 @@ describe('BlobIdSet', () => {
     expect(set.has(Buffer.alloc(32))).toBe(false);
     set.add(Buffer.alloc(32));
     expect(set.has(Buffer.alloc(32))).toBe(true);
+  });
+  it('shares its table read-only: what was added is seen through it, and a grown set hands out a new table', () => {
+    const set = new BlobIdSet(4);
+    const before = set.table();
+    const gen = set.generation;
+    const ids = Array.from({ length: 100 }, () => randomBytes(32));
+    set.add(ids[0]!);
+    expect(sharedHas(before, ids[0]!)).toBe(true);
+    expect(before.slots.buffer).toBeInstanceOf(SharedArrayBuffer);
+    for (const id of ids) set.add(id);
+    expect(set.generation).toBeGreaterThan(gen);
+    const after = set.table();
+    for (const id of ids) expect(sharedHas(after, id)).toBe(true);
+    expect(sharedHas(after, randomBytes(32))).toBe(false);
+    // The all-zero id is never reported by a shared table (its owner alone knows it).
+    set.add(Buffer.alloc(32));
+    expect(sharedHas(set.table(), Buffer.alloc(32))).toBe(false);
   });
 });

@@ -1,18 +1,23 @@
 // Backup of a directory tree into a pool: walk, chunk, dedup, compress, encrypt, pack, trees, then
 // the index segment and the manifest, in that order (DESIGN.md: write order).
 import { promises as fs, type BigIntStats } from 'node:fs';
-import path from 'node:path';
-import { minimatch } from 'minimatch';
 import type { BlobIdSet } from '../catalog/blob-id-set.js';
 import type { Catalog, FileCacheEntry } from '../catalog/catalog.js';
 import type { Clock } from '../clock.js';
 import { crashPoint } from '../crash.js';
+import { gearTable } from '../crypto/hash.js';
 import { StrataError, throwIfAborted } from '../errors.js';
 import { encodeBlob } from './blob-codec.js';
 import type { IndexedPack } from './index-segment.js';
 import type { BackupStats, Manifest } from './manifest.js';
 import { BlobType } from './pack.js';
 import { Packer } from './packer.js';
+import { BackupStage, type FileOutcome } from './pipeline/backup-stage.js';
+import { DirLister } from './pipeline/dir-lister.js';
+import { excluder } from './pipeline/exclude.js';
+import { ByteBudget, createBudget } from './pipeline/byte-budget.js';
+import type { WorkerPool } from './pipeline/worker-pool.js';
+import { defaultWorkerCount, startWorkers } from './pipeline/workers.js';
 import type { Pool } from './pool.js';
 import { encodeTree, type TreeNode } from './tree.js';
 
@@ -46,6 +51,8 @@ export interface BackupOptions {
   onFileError?: (relPath: string, message: string) => void;
   /** Index segments are written every this many packs, so a long interrupted backup keeps its progress. */
   indexEvery?: number;
+  /** Worker threads that read, chunk, hash, compress and seal (default: one per core; 0: in-process). */
+  workers?: number;
 }
 
 export interface BackupResult {
@@ -53,15 +60,74 @@ export interface BackupResult {
   manifest: Manifest;
 }
 
-const READ_BYTES = 8 * 1024 * 1024;
+/** Subdirectories listed ahead of the one being walked. */
+const WALK_LOOKAHEAD = 8;
 
 interface HardlinkSeen {
   relPath: string;
-  content: string[];
-  size: number;
+  /** The first link's content once read; null if it could not be read. */
+  done: Promise<{ content: string[]; size: number } | null>;
 }
 
-/** Runs one backup. The caller holds the pool lock and has synced the catalog with the pool. */
+/** What the walk keeps of an entry's lstat (the rest of a BigIntStats is a dozen more BigInts per entry). */
+interface EntryStat {
+  kind: 'dir' | 'file' | 'symlink' | 'socket' | 'FIFO' | 'block device' | 'character device' | 'special file';
+  mode: number;
+  uid: number;
+  gid: number;
+  size: bigint;
+  nlink: bigint;
+  dev: bigint;
+  ino: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+}
+
+function entryStat(st: BigIntStats): EntryStat {
+  const kind = st.isFile()
+    ? 'file'
+    : st.isDirectory()
+      ? 'dir'
+      : st.isSymbolicLink()
+        ? 'symlink'
+        : st.isSocket()
+          ? 'socket'
+          : st.isFIFO()
+            ? 'FIFO'
+            : st.isBlockDevice()
+              ? 'block device'
+              : st.isCharacterDevice()
+                ? 'character device'
+                : 'special file';
+  return { kind, mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid), size: st.size, nlink: st.nlink, dev: st.dev, ino: st.ino, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
+}
+
+interface ScanEntry {
+  name: string;
+  rel: string;
+  abs: string;
+  st: EntryStat | null;
+  err: unknown;
+}
+
+interface Scan {
+  entries: ScanEntry[];
+  error: unknown;
+}
+
+/** A tree node still being produced: the walk goes on while files are read and subtrees stored. */
+type PendingNode = TreeNode | Promise<TreeNode | null>;
+
+/**
+ * Runs one backup. The caller holds the pool lock and has synced the catalog with the pool.
+ *
+ * The walk lists directories in sorted order (pipeline/dir-lister.ts: synchronous calls while the
+ * metadata is cached, several calls in flight and listings ahead when it is not) and hands every file
+ * the metadata cache cannot skip to the pipeline (pipeline/backup-stage.ts): worker threads read,
+ * chunk, hash, and compress and seal only chunks not already stored; the main thread decides dedup
+ * and packs. A directory's tree is stored once all its entries are done, so trees, content ids and
+ * warnings come out exactly as a sequential walk would produce them.
+ */
 export async function backupDirectory(pool: Pool, catalog: Catalog, options: BackupOptions): Promise<BackupResult> {
   const run = new BackupRun(pool, catalog, options);
   return run.run();
@@ -75,10 +141,11 @@ class BackupRun {
   readonly oldCache: Map<string, FileCacheEntry>;
   readonly newCache = new Map<string, FileCacheEntry>();
   readonly hardlinks = new Map<string, HardlinkSeen>();
-  readonly warnings: string[] = [];
+  readonly warnings: { seq: number; text: string }[] = [];
   readonly packer: Packer;
   readonly unindexed: IndexedPack[] = [];
-  readonly excludes: ((rel: string) => boolean)[];
+  /** True for a path (relative to the root) the walk skips; null when nothing is excluded. */
+  readonly excluded: ((rel: string) => boolean) | null;
   readonly stats: BackupStats = {
     files: 0,
     dirs: 0,
@@ -95,8 +162,14 @@ class BackupRun {
   };
   readonly progress: BackupProgress = { phase: 'backing up', files: 0, bytes: 0, totalFiles: null, totalBytes: null, newBytes: 0, currentPath: '' };
   readonly root: string;
-  #readBuf: Buffer | null = null;
+  readonly #lister = new DirLister();
+  /** Fails the whole run fast: aborted by the caller's signal or by the first error. */
+  readonly #abort = new AbortController();
+  /** Started on the first file that has to be read (an unchanged tree needs no workers). */
+  #pipeline: Promise<{ stage: BackupStage; workers: WorkerPool }> | null = null;
   #indexWrites: Promise<void> = Promise.resolve();
+  /** Visit order of entries, so warnings come out in walk order whatever order files finish in. */
+  #seq = 0;
 
   constructor(pool: Pool, catalog: Catalog, options: BackupOptions) {
     this.pool = pool;
@@ -105,14 +178,12 @@ class BackupRun {
     this.root = options.snapshotDir ?? options.source;
     this.known = catalog.knownBlobIds();
     this.oldCache = catalog.loadFileCache(cacheKey(options));
-    this.excludes = (options.exclude ?? []).map((pattern) => {
-      const m = (p: string) => minimatch(p, pattern, { dot: true, matchBase: !pattern.includes('/') });
-      return (rel: string) => m(rel);
-    });
+    this.excluded = excluder(options.exclude ?? []);
     this.packer = new Packer(pool.store, {
       encKey: pool.keys.encKey,
       targetBytes: pool.description.packTargetBytes,
-      ...(options.signal ? { signal: options.signal } : {}),
+      signal: this.#abort.signal,
+      retain: false,
       onPackWritten: (pack) => {
         this.unindexed.push(pack);
         if (this.unindexed.length >= (options.indexEvery ?? 64)) this.#writeIndex();
@@ -155,24 +226,43 @@ class BackupRun {
       this.progress.totalBytes = parentRow.stats['bytes'] ?? null;
       this.progress.totalFiles = parentRow.stats['files'] ?? null;
     }
-    const scan = parentRow ? Promise.resolve() : this.#scanTotals();
 
+    const signal = options.signal;
+    const onAbort = () => this.#abort.abort(signal!.reason);
+    if (signal?.aborted) throw signal.reason;
+    signal?.addEventListener('abort', onAbort, { once: true });
     let rootTree: string;
+    let scan = Promise.resolve();
+    if (!parentRow) {
+      // A first backup reads everything: start the workers now, and count what there is meanwhile.
+      this.#pipeline = this.#startPipeline();
+      scan = this.#scanTotals();
+      scan.catch(() => {});
+    }
     try {
-      rootTree = await this.#dir(this.root, '', rootStat);
+      const root = await this.#dir(this.root, '', null);
+      if (this.#pipeline) (await this.#pipeline).stage.flush();
+      rootTree = await root.tree;
       this.progress.phase = 'committing';
       this.#report(true);
       await this.packer.flush();
       this.#writeIndex();
       await this.#indexWrites;
     } catch (err) {
+      this.#abort.abort(err);
+      const pipeline = await this.#pipeline?.catch(() => null);
+      pipeline?.stage.fail(err);
       await this.packer.abandon();
       await this.#indexWrites.catch(() => {});
       throw err;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      await (await this.#pipeline?.catch(() => null))?.workers.close();
     }
     await scan.catch(() => {});
     this.stats.storedBytes = this.packer.bytesWritten;
-    this.stats.warnings = this.warnings.length;
+    const warnings = this.warnings.sort((a, b) => a.seq - b.seq).map((w) => w.text);
+    this.stats.warnings = warnings.length;
     this.stats.durationMs = options.clock.now() - started;
     const manifest: Manifest = {
       v: 1,
@@ -184,7 +274,7 @@ class BackupRun {
       tree: rootTree,
       parent: parentRow?.id ?? null,
       stats: this.stats,
-      warnings: this.warnings,
+      warnings,
     };
     throwIfAborted(options.signal);
     crashPoint('before-manifest');
@@ -208,6 +298,45 @@ class BackupRun {
     return { id, manifest };
   }
 
+  /** The stage that feeds and drains the workers, started (workers, one byte budget each) on first use. */
+  #stage(): Promise<BackupStage> {
+    this.#pipeline ??= this.#startPipeline();
+    return this.#pipeline.then((p) => p.stage);
+  }
+
+  async #startPipeline(): Promise<{ stage: BackupStage; workers: WorkerPool }> {
+    const { pool } = this;
+    const params = pool.description.chunker;
+    const chunker = { params: { min: params.min, avg: params.avg, max: params.max }, gear: gearTable(pool.keys.chunkerKey) };
+    // Each worker may have a few average chunks sealed and not yet packed, so it can seal while the
+    // main thread packs (a bigger chunk waits until the worker has nothing outstanding).
+    const budgetBytes = Math.max(1024 * 1024, Math.min(8 * 1024 * 1024, 8 * params.avg));
+    const count = this.options.workers ?? defaultWorkerCount();
+    const budgets = Array.from({ length: Math.max(1, count) }, () => createBudget(budgetBytes));
+    const workers = await startWorkers(
+      count,
+      (i) => ({ encKey: pool.keys.encKey, idKey: pool.keys.idKey, chunker, budget: budgets[i]!, known: this.known.table() }),
+      this.#abort.signal,
+    );
+    const stage = new BackupStage({
+      pool: workers,
+      budgets: budgets.map((b) => new ByteBudget(b)),
+      known: this.known,
+      packer: this.packer,
+      smallFile: params.min,
+      onChunk: (raw, isNew) => {
+        this.progress.bytes += raw;
+        if (isNew) {
+          this.stats.newBlobs++;
+          this.stats.newBytes += raw;
+          this.progress.newBytes += raw;
+        }
+        this.#report();
+      },
+    });
+    return { stage, workers };
+  }
+
   #lastReport = 0;
   #report(force = false): void {
     if (!this.options.onProgress) return;
@@ -217,94 +346,93 @@ class BackupRun {
     this.options.onProgress({ ...this.progress });
   }
 
-  #warn(relPath: string, message: string): void {
+  #warn(relPath: string, message: string, seq = this.#seq): void {
     const shown = relPath || '.';
-    this.warnings.push(`${shown}: ${message}`);
+    this.warnings.push({ seq, text: `${shown}: ${message}` });
     this.options.onFileError?.(shown, message);
   }
 
-  #excluded(rel: string): boolean {
-    return this.excludes.some((m) => m(rel));
-  }
-
-  /** A concurrent walk that only counts, so progress can show an ETA on a first backup. */
+  /**
+   * Counts files and bytes concurrently with the backup, so progress can show an ETA on a first
+   * backup. Runs in a worker (a second lstat of every file, with its garbage, kept off this thread).
+   */
   async #scanTotals(): Promise<void> {
-    let files = 0;
-    let bytes = 0;
-    const walk = async (abs: string, rel: string): Promise<void> => {
-      let entries;
-      try {
-        entries = await fs.readdir(abs, { withFileTypes: true });
-      } catch {
-        return;
-      }
-      for (const e of entries) {
-        if (this.options.signal?.aborted) return;
-        const r = rel ? `${rel}/${e.name}` : e.name;
-        if (this.#excluded(r)) continue;
-        const a = path.join(abs, e.name);
-        if (e.isDirectory()) await walk(a, r);
-        else if (e.isFile()) {
-          files++;
-          try {
-            bytes += (await fs.lstat(a)).size;
-          } catch {
-            /* counted when backed up */
-          }
-        }
-      }
-    };
     this.progress.phase = 'scanning';
-    await walk(this.root, '');
-    this.progress.totalFiles = files;
-    this.progress.totalBytes = bytes;
+    const { workers } = await this.#pipeline!;
+    const totals = await workers.run<{ files: number; bytes: number }>(0, 'count-tree', { root: this.root, exclude: this.options.exclude ?? [] });
+    this.progress.totalFiles = totals.files;
+    this.progress.totalBytes = totals.bytes;
     if (this.progress.phase === 'scanning') this.progress.phase = 'backing up';
   }
 
-  /** Backs up a directory; returns its tree id. */
-  async #dir(abs: string, rel: string, _st: BigIntStats): Promise<string> {
-    throwIfAborted(this.options.signal);
+  /** Lists a directory (sorted, exclusions dropped) with the lstat of its entries. Never rejects. */
+  async #scan(abs: string, rel: string): Promise<Scan> {
+    const excluded = this.excluded;
+    const listing = await this.#lister.list(abs, excluded ? (name) => !excluded(rel ? `${rel}/${name}` : name) : undefined);
+    const prefix = abs.endsWith('/') ? abs : `${abs}/`;
+    const entries = listing.names.map((name, i): ScanEntry => {
+      const st = listing.stats[i];
+      return { name, rel: rel ? `${rel}/${name}` : name, abs: prefix + name, st: st ? entryStat(st) : null, err: listing.errors[i] };
+    });
+    return { entries, error: listing.error };
+  }
+
+  /**
+   * Walks a directory: every file in it is handed to the pipeline (or skipped by the cache) and every
+   * subdirectory walked, in sorted order, before this resolves. `tree` resolves with the directory's
+   * tree id once everything under it is stored.
+   */
+  async #dir(abs: string, rel: string, listed: Promise<Scan> | null): Promise<{ tree: Promise<string> }> {
+    throwIfAborted(this.#abort.signal);
     this.stats.dirs++;
-    let names: string[];
-    try {
-      names = (await fs.readdir(abs)).sort();
-    } catch (err) {
-      this.#warn(rel, `cannot list directory: ${errCode(err)}`);
-      names = [];
-    }
-    const nodes: TreeNode[] = [];
-    for (const name of names) {
-      const childRel = rel ? `${rel}/${name}` : name;
-      if (this.#excluded(childRel)) continue;
-      const childAbs = path.join(abs, name);
-      let cst: BigIntStats;
-      try {
-        cst = await fs.lstat(childAbs, { bigint: true });
-      } catch (err) {
-        this.#warn(childRel, `cannot read metadata: ${errCode(err)}`);
+    const { entries, error } = await (listed ?? this.#scan(abs, rel));
+    if (error) this.#warn(rel, `cannot list directory: ${errCode(error)}`, ++this.#seq);
+    // List the next few subdirectories while this one is walked. That pays only while listings wait
+    // on the disk: from the cache a listing is immediate, and listed early it would only be held longer.
+    const subdirs = entries.flatMap((e, i) => (e.st?.kind === 'dir' ? [i] : []));
+    const ahead = new Map<number, Promise<Scan>>();
+    let started = 0;
+    const prefetch = (from: number, upTo: number) => {
+      if (this.#lister.synchronous) return;
+      for (started = Math.max(started, from); started < subdirs.length && started <= upTo; started++) {
+        const e = entries[subdirs[started]!]!;
+        ahead.set(subdirs[started]!, this.#scan(e.abs, e.rel));
+      }
+    };
+    prefetch(0, WALK_LOOKAHEAD - 1);
+    let subdirPos = 0;
+    const nodes: PendingNode[] = [];
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      const seq = ++this.#seq;
+      const cst = e.st;
+      if (!cst) {
+        this.#warn(e.rel, `cannot read metadata: ${errCode(e.err)}`, seq);
         continue;
       }
-      const meta = { name, mode: Number(cst.mode & 0o7777n), uid: Number(cst.uid), gid: Number(cst.gid), mtimeNs: cst.mtimeNs.toString() };
-      if (cst.isDirectory()) {
-        const subtree = await this.#dir(childAbs, childRel, cst);
-        nodes.push({ ...meta, type: 'dir', subtree });
-      } else if (cst.isFile()) {
-        const node = await this.#file(childAbs, childRel, cst, meta);
-        if (node) nodes.push(node);
-      } else if (cst.isSymbolicLink()) {
+      const meta = { name: e.name, mode: cst.mode, uid: cst.uid, gid: cst.gid, mtimeNs: cst.mtimeNs.toString() };
+      if (cst.kind === 'dir') {
+        prefetch(subdirPos, subdirPos + WALK_LOOKAHEAD);
+        subdirPos++;
+        const sub = await this.#dir(e.abs, e.rel, ahead.get(i) ?? null);
+        ahead.delete(i);
+        nodes.push(quiet(sub.tree.then((subtree): TreeNode => ({ ...meta, type: 'dir', subtree }))));
+      } else if (cst.kind === 'file') {
+        nodes.push((await this.#file(e.abs, e.rel, cst, meta, seq)).node);
+      } else if (cst.kind === 'symlink') {
         try {
-          const target = await fs.readlink(childAbs);
+          const target = await fs.readlink(e.abs);
           nodes.push({ ...meta, type: 'symlink', target });
           this.stats.symlinks++;
         } catch (err) {
-          this.#warn(childRel, `cannot read symlink: ${errCode(err)}`);
+          this.#warn(e.rel, `cannot read symlink: ${errCode(err)}`, seq);
         }
       } else {
-        const kind = cst.isSocket() ? 'socket' : cst.isFIFO() ? 'FIFO' : cst.isBlockDevice() ? 'block device' : cst.isCharacterDevice() ? 'character device' : 'special file';
-        this.#warn(childRel, `skipped: a ${kind} cannot be backed up`);
+        this.#warn(e.rel, `skipped: a ${cst.kind} cannot be backed up`, seq);
       }
     }
-    return this.#storeTree(nodes);
+    const tree = quiet(Promise.all(nodes).then((done) => this.#storeTree(done.filter((n): n is TreeNode => n !== null))));
+    return { tree };
   }
 
   async #storeTree(nodes: TreeNode[]): Promise<string> {
@@ -318,126 +446,96 @@ class BackupRun {
     return id.toString('hex');
   }
 
-  async #file(abs: string, rel: string, st: BigIntStats, meta: Omit<TreeNode, 'type'>): Promise<TreeNode | null> {
+  /** Hands a file to the pipeline unless the cache or an earlier hard link already has its content. */
+  async #file(abs: string, rel: string, st: EntryStat, meta: Omit<TreeNode, 'type'>, seq: number): Promise<{ node: PendingNode }> {
     const size = Number(st.size);
-    const node: TreeNode = { ...meta, type: 'file', size, content: [] };
+    const node: TreeNode = { name: meta.name, type: 'file', mode: meta.mode, uid: meta.uid, gid: meta.gid, mtimeNs: meta.mtimeNs, size, content: [] };
     this.progress.currentPath = rel;
     const linkKey = st.nlink > 1n ? `${st.dev}:${st.ino}` : null;
     if (linkKey) {
       const seen = this.hardlinks.get(linkKey);
       if (seen) {
-        node.linkGroup = seen.relPath;
-        node.content = seen.content;
-        node.size = seen.size;
-        this.stats.files++;
-        return node;
+        const later = quiet(
+          seen.done.then(async (first) => {
+            if (!first) return (await this.#read(abs, rel, st, node, seq, linkKey)).node; // the first link could not be read: this one stands alone
+            node.linkGroup = seen.relPath;
+            node.content = first.content;
+            node.size = first.size;
+            this.stats.files++;
+            return node;
+          }),
+        );
+        return { node: later };
       }
-      node.linkGroup = rel;
     }
-    const cacheEntry: FileCacheEntry = { size, mtimeNs: st.mtimeNs.toString(), ctimeNs: st.ctimeNs.toString(), inode: st.ino.toString(), content: [] };
     const cached = this.oldCache.get(rel);
     if (
       cached &&
-      cached.size === cacheEntry.size &&
-      cached.mtimeNs === cacheEntry.mtimeNs &&
-      cached.ctimeNs === cacheEntry.ctimeNs &&
-      cached.inode === cacheEntry.inode &&
-      cached.content.every((id) => this.known.has(Buffer.from(id, 'hex')))
+      cached.size === size &&
+      cached.mtimeNs === meta.mtimeNs &&
+      cached.ctimeNs === st.ctimeNs.toString() &&
+      cached.inode === st.ino.toString() &&
+      cached.content.every((id) => this.known.hasHex(id))
     ) {
       node.content = cached.content;
       this.newCache.set(rel, cached);
-    } else {
-      const read = await this.#readFile(abs, rel, st);
-      if (!read) return null;
-      node.content = read.content;
-      node.size = read.size;
-      if (!read.changed) this.newCache.set(rel, { ...cacheEntry, content: read.content });
+      if (linkKey) {
+        node.linkGroup = rel;
+        this.hardlinks.set(linkKey, { relPath: rel, done: Promise.resolve({ content: node.content, size }) });
+      }
+      this.#counted(node);
+      return { node };
     }
-    if (linkKey) this.hardlinks.set(linkKey, { relPath: rel, content: node.content!, size: node.size! });
+    return this.#read(abs, rel, st, node, seq, linkKey);
+  }
+
+  /** Queues a file for reading (waiting while the pipeline is full); the node completes when its content is stored. */
+  async #read(abs: string, rel: string, st: EntryStat, node: TreeNode, seq: number, linkKey: string | null): Promise<{ node: Promise<TreeNode | null> }> {
+    const { outcome } = await (await this.#stage()).submit(abs, Number(st.size));
+    const done = quiet(outcome.then((o) => this.#readDone(rel, st, node, seq, o)));
+    if (linkKey) {
+      node.linkGroup = rel;
+      this.hardlinks.set(linkKey, { relPath: rel, done: done.then((n) => (n ? { content: n.content!, size: n.size! } : null)) });
+    }
+    return { node: done };
+  }
+
+  #readDone(rel: string, before: EntryStat, node: TreeNode, seq: number, o: FileOutcome): TreeNode | null {
+    if (o.error) {
+      this.#warn(rel, o.error, seq);
+      return null;
+    }
+    this.stats.filesRead++;
+    this.stats.bytesRead += o.size;
+    const after = o.after!;
+    const changed = after.size !== before.size || after.mtimeNs !== before.mtimeNs || BigInt(o.size) !== after.size || after.ino !== before.ino;
+    if (changed) this.#warn(rel, 'changed while it was being read; the recovery point holds the content as read', seq);
+    node.content = o.content;
+    node.size = o.size;
+    if (!changed) {
+      this.newCache.set(rel, { size: Number(before.size), mtimeNs: before.mtimeNs.toString(), ctimeNs: before.ctimeNs.toString(), inode: before.ino.toString(), content: o.content });
+    }
+    this.stats.files++;
+    this.stats.bytes += o.size;
+    this.progress.files++;
+    this.#report();
+    return node;
+  }
+
+  /** Counts a file whose content came from the cache. */
+  #counted(node: TreeNode): void {
     this.stats.files++;
     this.stats.bytes += node.size!;
     this.progress.files++;
     this.progress.bytes += node.size!;
     this.#report();
-    return node;
   }
+}
 
-  /** Reads, chunks and stores a file's content. Returns null (with a warning) if it cannot be read. */
-  async #readFile(abs: string, rel: string, before: BigIntStats): Promise<{ content: string[]; size: number; changed: boolean } | null> {
-    let handle: fs.FileHandle;
-    try {
-      handle = await fs.open(abs, 'r');
-    } catch (err) {
-      this.#warn(rel, `cannot open: ${errCode(err)}`);
-      return null;
-    }
-    const content: string[] = [];
-    let total = 0;
-    try {
-      const opened = await handle.stat({ bigint: true });
-      const { max } = this.pool.description.chunker;
-      const chunker = this.pool.chunker;
-      if (opened.size < BigInt(this.pool.description.chunker.min)) {
-        // Small file: one read, one chunk.
-        const data = await handle.readFile();
-        if (data.length > 0) content.push(await this.#chunk(data));
-        total = data.length;
-      } else {
-        const buf = (this.#readBuf ??= Buffer.allocUnsafe(max + READ_BYTES));
-        let start = 0;
-        let end = 0;
-        let eof = false;
-        for (;;) {
-          throwIfAborted(this.options.signal);
-          while (!eof && end - start < max) {
-            if (end === buf.length) {
-              buf.copy(buf, 0, start, end);
-              end -= start;
-              start = 0;
-            }
-            const { bytesRead } = await handle.read(buf, end, buf.length - end, null);
-            if (bytesRead === 0) eof = true;
-            end += bytesRead;
-          }
-          if (start === end) break;
-          const n = chunker.cut(buf, start, end, eof);
-          content.push(await this.#chunk(buf.subarray(start, start + n)));
-          start += n;
-          total += n;
-          this.progress.bytes += n;
-          this.#report();
-        }
-        this.progress.bytes -= total; // counted again by the caller with the file
-      }
-      const after = await handle.stat({ bigint: true });
-      this.stats.filesRead++;
-      this.stats.bytesRead += total;
-      const changed =
-        after.size !== before.size || after.mtimeNs !== before.mtimeNs || BigInt(total) !== after.size || opened.ino !== before.ino;
-      if (changed) this.#warn(rel, 'changed while it was being read; the recovery point holds the content as read');
-      return { content, size: total, changed };
-    } catch (err) {
-      if ((err as { name?: string }).name === 'AbortError' || this.options.signal?.aborted) throw err;
-      if (err instanceof StrataError) throw err;
-      this.#warn(rel, `read failed: ${errCode(err)}`);
-      return null;
-    } finally {
-      await handle.close();
-    }
-  }
-
-  /** Stores one chunk if it is new; returns its id (hex). `data` may be a view into a reused buffer. */
-  async #chunk(data: Buffer): Promise<string> {
-    const id = this.pool.blobId(data);
-    if (this.known.add(id)) {
-      const enc = encodeBlob(this.pool.keys.encKey, id, data);
-      this.stats.newBlobs++;
-      this.stats.newBytes += data.length;
-      this.progress.newBytes += data.length;
-      await this.packer.add(BlobType.Data, id, enc.sealed, data.length, enc.compression);
-    }
-    return id.toString('hex');
-  }
+/** Marks a promise as handled (its rejection is reported by whoever awaits it), and returns it. */
+function quiet<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => {});
+  return p;
 }
 
 /** The file-metadata cache is kept per protection group and data source. */

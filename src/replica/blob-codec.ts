@@ -1,6 +1,7 @@
 // Turns a plaintext blob into its sealed, possibly compressed form and back, checking its id.
 import { compressSync, uncompressSync } from 'lz4-napi';
-import { open, seal } from '../crypto/aead.js';
+import { createCipheriv, randomBytes, randomFillSync } from 'node:crypto';
+import { NONCE_BYTES, SEAL_OVERHEAD, TAG_BYTES, open } from '../crypto/aead.js';
 import { blobId } from '../crypto/hash.js';
 import { IntegrityError } from '../errors.js';
 import { Compression } from './pack.js';
@@ -15,27 +16,82 @@ export interface EncodedBlob {
   compression: Compression;
 }
 
+export interface BlobPayload {
+  /** `plain` itself (not copied) when stored raw. */
+  payload: Buffer;
+  compression: Compression;
+}
+
 /**
  * Compresses (only where it pays) and seals `plain` under `id`. Incompressible data is detected on a
- * sample first, since LZ4 over random bytes is several times slower than over text.
+ * sample first, since LZ4 over random bytes costs as much as over text and gains nothing.
  */
 export function encodeBlob(encKey: Buffer, id: Buffer, plain: Buffer): EncodedBlob {
-  let payload = plain;
-  let compression = Compression.None;
+  const { payload, compression } = compressBlob(plain);
+  const sealed = Buffer.allocUnsafe(payload.length + SEAL_OVERHEAD);
+  sealInto(sealed, encKey, payload, id);
+  return { sealed, compression };
+}
+
+/** The payload stored for `plain`: its LZ4 form when that saves at least 1/32, else `plain` itself. */
+export function compressBlob(plain: Buffer): BlobPayload {
   if (plain.length >= 256 && worthCompressing(plain)) {
     const packed = compressSync(plain);
-    if (packed.length < plain.length - (plain.length >> MIN_SAVING_SHIFT)) {
-      payload = packed;
-      compression = Compression.Lz4;
-    }
+    if (packed.length < plain.length - (plain.length >> MIN_SAVING_SHIFT)) return { payload: packed, compression: Compression.Lz4 };
   }
-  return { sealed: seal(encKey, payload, id), compression };
+  return { payload: plain, compression: Compression.None };
 }
 
 function worthCompressing(plain: Buffer): boolean {
   if (plain.length <= SAMPLE_BYTES * 2) return true;
   const sample = plain.subarray(0, SAMPLE_BYTES);
   return compressSync(sample).length < SAMPLE_BYTES - (SAMPLE_BYTES >> MIN_SAVING_SHIFT);
+}
+
+/**
+ * Seals `payload` into `out` (exactly `payload.length + SEAL_OVERHEAD` bytes, which may be a view into
+ * a shared buffer): nonce(12) | AES-256-GCM(payload, aad) | tag(16), the format of crypto/aead.ts
+ * `seal`, without allocating the result.
+ */
+export function sealInto(out: Uint8Array, encKey: Buffer, payload: Uint8Array, aad: Uint8Array): void {
+  if (out.length !== payload.length + SEAL_OVERHEAD) throw new RangeError(`sealInto: output is ${out.length} bytes, expected ${payload.length + SEAL_OVERHEAD}`);
+  const nonce = out.subarray(0, NONCE_BYTES);
+  randomFillSync(nonce);
+  const cipher = createCipheriv('aes-256-gcm', encKey, nonce);
+  cipher.setAAD(aad);
+  let n = NONCE_BYTES;
+  const body = cipher.update(payload);
+  out.set(body, n);
+  n += body.length;
+  const last = cipher.final();
+  if (last.length > 0) {
+    out.set(last, n);
+    n += last.length;
+  }
+  out.set(cipher.getAuthTag(), n);
+  if (n + TAG_BYTES !== out.length) throw new Error('sealInto: unexpected ciphertext length');
+}
+
+export interface SealedParts {
+  nonce: Buffer;
+  /** The ciphertext, in a buffer of its own (it can be transferred to another thread without a copy). */
+  body: Buffer;
+  tag: Buffer;
+}
+
+/**
+ * Seals `payload` as `sealInto` does, but returns the three parts (nonce | ciphertext | tag) without
+ * joining them: the ciphertext stays in the cipher's own output buffer, and whoever assembles the
+ * pack copies each part once.
+ */
+export function sealParts(encKey: Buffer, payload: Uint8Array, aad: Uint8Array): SealedParts {
+  const nonce = randomBytes(NONCE_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', encKey, nonce);
+  cipher.setAAD(aad);
+  let body = cipher.update(payload);
+  const last = cipher.final();
+  if (last.length > 0) body = Buffer.concat([body, last]);
+  return { nonce, body, tag: cipher.getAuthTag() };
 }
 
 /** Opens a sealed blob, decompresses it, and (when `verifyId`) recomputes its id under `idKey`. */

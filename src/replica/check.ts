@@ -1,13 +1,22 @@
 // check: every manifest → tree → blob resolves to a pack that exists with the indexed size; with
 // readData, every pack is read, its header matched against the index, and every blob decrypted,
 // authenticated and its id recomputed. Damage is reported per pack with the files it affects.
+//
+// With readData, packs are read in order, a few ahead, and verified by worker threads (decryption,
+// decompression and keyed hashing are the cost; from a directory pool the workers read the packs too); the workers hand back the trees they decoded, so the
+// walk of the recovery points does not read them again.
 import type { BlobLocation } from '../catalog/catalog.js';
 import { throwIfAborted } from '../errors.js';
+import { DirStore } from '../store/dir-store.js';
 import { listAll } from '../store/object-store.js';
 import { BlobReader } from './blob-reader.js';
 import type { IndexedPack } from './index-segment.js';
-import { readPackHeader, type PackEntry } from './pack.js';
+import { mapLimit } from './pipeline/limit.js';
+import { transferable } from './pipeline/protocol.js';
+import type { CheckPackResult, CheckPackTask } from './pipeline/tasks.js';
+import { defaultWorkerCount, startWorkers } from './pipeline/workers.js';
 import { PACKS_PREFIX, packKey, type Pool } from './pool.js';
+import { decodeTree, type Tree } from './tree.js';
 
 export interface CheckProblem {
   /** pack | index | manifest | tree | blob */
@@ -33,10 +42,14 @@ export interface CheckReport {
 export interface CheckOptions {
   readData?: boolean;
   signal?: AbortSignal;
+  /** Worker threads that verify packs with readData (default: one per core; 0: in-process). */
+  workers?: number;
   onProgress?: (p: { phase: string; done: number; total: number; bytes: number }) => void;
 }
 
 const MAX_AFFECTED = 20;
+/** Decoded trees kept from the data pass for the walk (beyond that, the walk reads them again). */
+const MAX_CACHED_TREES = 50_000;
 
 export async function checkPool(pool: Pool, options: CheckOptions = {}): Promise<CheckReport> {
   const signal = options.signal;
@@ -99,31 +112,67 @@ export async function checkPool(pool: Pool, options: CheckOptions = {}): Promise
   for (const packId of present.keys()) if (!packs.has(packId)) report.unreferencedPacks.push(packId);
 
   // 3. With --read-data: every pack read whole and verified.
+  const trees = new Map<string, Tree>();
   if (options.readData) {
-    const reader = new BlobReader(pool.store, pool.keys, () => undefined);
-    let done = 0;
-    for (const [packId, p] of packs) {
-      throwIfAborted(signal);
-      options.onProgress?.({ phase: 'reading packs', done, total: packs.size, bytes: report.bytesRead });
-      done++;
-      if (badPacks.has(packId)) continue;
-      let data: Buffer;
-      try {
-        data = await pool.store.get(packKey(packId), signal ? { signal } : {});
-      } catch (err) {
-        addProblem('pack', packId, `cannot be read: ${(err as Error).message}`);
-        badPacks.add(packId);
-        continue;
-      }
-      report.bytesRead += data.length;
-      const problem = verifyPack(pool, reader, packId, data, p.entries);
-      if (problem.whole) {
-        addProblem('pack', packId, problem.whole);
-        badPacks.add(packId);
-      } else if (problem.blobs.length > 0) {
-        addProblem('pack', packId, `${problem.blobs.length} damaged blob(s): ${problem.blobs[0]!.message}`);
-        for (const b of problem.blobs) badBlobs.add(b.id);
-      }
+    const workers = await startWorkers(options.workers ?? defaultWorkerCount(), () => ({ encKey: pool.keys.encKey, idKey: pool.keys.idKey }), signal);
+    try {
+      const list = [...packs].filter(([packId]) => !badPacks.has(packId));
+      const ahead = Math.max(2, Math.min(pool.store.capabilities.connections, workers.size + 1));
+      let done = packs.size - list.length;
+      // Results are applied in pack order, whatever order the workers finish in.
+      const results = await mapLimit(list, ahead, async ([packId, p]): Promise<{ result: CheckPackResult } | { error: string }> => {
+        throwIfAborted(signal);
+        const ids = Buffer.allocUnsafe(p.entries.length * 32);
+        p.entries.forEach((e, i) => e.id.copy(ids, i * 32));
+        const key = packKey(packId);
+        const task: CheckPackTask = { packId, ids, offsets: p.entries.map((e) => e.offset), lengths: p.entries.map((e) => e.length) };
+        let transfer: ArrayBuffer[] = [];
+        if (pool.store instanceof DirStore) {
+          // A directory pool: the worker reads the pack itself.
+          task.file = pool.store.path(key);
+          task.key = key;
+        } else {
+          let data: Buffer;
+          try {
+            data = await pool.store.get(key, signal ? { signal } : {});
+          } catch (err) {
+            throwIfAborted(signal);
+            return { error: `cannot be read: ${(err as Error).message}` };
+          }
+          const pack = transferable(data);
+          task.data = pack.data;
+          transfer = pack.transfer;
+        }
+        const result = await workers.run<CheckPackResult>(workers.leastBusy(), 'check-pack', task, { transfer });
+        report.bytesRead += result.read;
+        options.onProgress?.({ phase: 'reading packs', done: ++done, total: packs.size, bytes: report.bytesRead });
+        return { result };
+      });
+      list.forEach(([packId], i) => {
+        const r = results[i]!;
+        if ('error' in r) {
+          addProblem('pack', packId, r.error);
+          badPacks.add(packId);
+        } else if (r.result.whole) {
+          addProblem('pack', packId, r.result.whole);
+          badPacks.add(packId);
+        } else {
+          if (r.result.blobs.length > 0) {
+            addProblem('pack', packId, `${r.result.blobs.length} damaged blob(s): ${r.result.blobs[0]!.message}`);
+            for (const b of r.result.blobs) badBlobs.add(b.id);
+          }
+          for (const t of r.result.trees) {
+            if (trees.size >= MAX_CACHED_TREES) break;
+            try {
+              trees.set(t.id, decodeTree(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength), `tree ${t.id.slice(0, 16)}`));
+            } catch {
+              // Read again (and reported) by the walk below.
+            }
+          }
+        }
+      });
+    } finally {
+      await workers.close();
     }
   }
 
@@ -159,7 +208,7 @@ export async function checkPool(pool: Pool, options: CheckOptions = {}): Promise
       }
       let nodes;
       try {
-        nodes = (await reader.tree(treeId, signal)).nodes;
+        nodes = (trees.get(treeId) ?? (await reader.tree(treeId, signal))).nodes;
       } catch (err) {
         const p = addProblem('pack', loc.packId, `tree ${treeId.slice(0, 16)}: ${(err as Error).message}`);
         badPacks.add(loc.packId);
@@ -188,29 +237,4 @@ export async function checkPool(pool: Pool, options: CheckOptions = {}): Promise
   }
   report.ok = report.problems.length === 0;
   return report;
-}
-
-/**
- * Verifies a pack read whole: `whole` is set when the pack cannot be trusted at all (header damaged
- * or not matching the index); otherwise `blobs` lists each blob that fails (the others are sound).
- */
-function verifyPack(pool: Pool, reader: BlobReader, packId: string, data: Buffer, indexed: PackEntry[]): { whole: string | null; blobs: { id: string; message: string }[] } {
-  let entries: PackEntry[];
-  try {
-    entries = readPackHeader(pool.keys.encKey, Buffer.from(packId, 'hex'), data, `pack ${packId.slice(0, 12)}`);
-  } catch (err) {
-    return { whole: (err as Error).message, blobs: [] };
-  }
-  if (entries.length !== indexed.length || entries.some((e, i) => !e.id.equals(indexed[i]!.id) || e.offset !== indexed[i]!.offset || e.length !== indexed[i]!.length)) {
-    return { whole: 'its header does not match the index', blobs: [] };
-  }
-  const blobs: { id: string; message: string }[] = [];
-  for (const e of entries) {
-    try {
-      reader.decode({ id: e.id, type: e.type, packId, offset: e.offset, length: e.length, rawLength: e.rawLength, compression: e.compression }, data.subarray(e.offset, e.offset + e.length));
-    } catch (err) {
-      blobs.push({ id: e.id.toString('hex'), message: (err as Error).message });
-    }
-  }
-  return { whole: null, blobs };
 }

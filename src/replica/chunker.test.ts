@@ -1,7 +1,37 @@
 import { createCipheriv } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { gearTable } from '../crypto/hash.js';
-import { Chunker, chunkAll } from './chunker.js';
+import { Chunker, chunkAll, type ChunkerParams } from './chunker.js';
+
+/** The chunker as first written (uint32 arithmetic, one byte per step): the unrolled int32 one must cut exactly the same. */
+function referenceCut(params: ChunkerParams, gear: Uint32Array, buf: Uint8Array, start: number, end: number, eof: boolean): number {
+  const top = (bits: number) => (bits >= 32 ? 0xffffffff : (0xffffffff << (32 - bits)) >>> 0);
+  const bits = Math.round(Math.log2(params.avg));
+  const maskS = top(bits + 2);
+  const maskL = top(bits - 2);
+  const scan = (limit: number) => {
+    const normal = Math.min(params.avg, limit);
+    let h = 0;
+    let i = params.min;
+    for (let j = Math.max(0, i - 32); j < i; j++) h = ((h << 1) + gear[buf[start + j]!]!) >>> 0;
+    for (; i < normal; i++) {
+      h = ((h << 1) + gear[buf[start + i]!]!) >>> 0;
+      if ((h & maskS) === 0) return i + 1;
+    }
+    for (; i < limit; i++) {
+      h = ((h << 1) + gear[buf[start + i]!]!) >>> 0;
+      if ((h & maskL) === 0) return i + 1;
+    }
+    return limit;
+  };
+  const available = end - start;
+  if (available <= params.min) return eof ? available : 0;
+  if (available < params.max && !eof) {
+    const n = scan(available);
+    return n < available ? n : 0;
+  }
+  return scan(Math.min(available, params.max));
+}
 
 /** Deterministic pseudo-random bytes from a seed. */
 export function seededBytes(seed: number, n: number): Buffer {
@@ -59,6 +89,27 @@ describe('FastCDC chunker', () => {
     const n = chunker.cut(data, 0, SMALL.min, false);
     expect(n).toBe(0);
     expect(chunker.cut(data, 0, data.length, false)).toBeGreaterThan(0);
+  });
+
+  it('cuts exactly where the straightforward loop does, for any window and parameters', () => {
+    for (const [seed, params] of [
+      [5, SMALL],
+      [6, { min: 64, avg: 256, max: 1024 }],
+      [7, { min: 4096, avg: 16384, max: 20000 }],
+      [8, { min: 1000, avg: 2048, max: 3001 }],
+    ] as const) {
+      const gear = gearTable(Buffer.alloc(32, seed));
+      const c = new Chunker(params, gear);
+      const data = seededBytes(seed, 300_000);
+      // Low-entropy stretches too, where cut points come late or not at all.
+      data.fill(0, 100_000, 140_000);
+      for (let start = 0; start < data.length - 1; start += 9_973) {
+        for (const end of [start + params.min, start + params.min + 1, start + params.avg + 3, start + params.max - 1, start + params.max, data.length]) {
+          if (end > data.length || end <= start) continue;
+          for (const eof of [false, true]) expect(c.cut(data, start, end, eof)).toBe(referenceCut(params, gear, data, start, end, eof));
+        }
+      }
+    }
   });
 
   it('different keys cut differently', () => {

@@ -1,11 +1,24 @@
 // Restore of a recovery point, or one item of it, into a target directory. Never overwrites silently,
 // never writes outside the target, reads each pack once and in order.
+//
+// The main thread plans (trees read in parallel, conflicts decided before any write) and hands the
+// packs, in order, a few ahead, to worker threads; a worker reads the pack (from a directory pool
+// itself, else the main thread reads it and transfers it), authenticates, decompresses and verifies
+// its blobs and writes them into the files: a file held in one blob (most files) is created,
+// written, given its metadata and closed in one go; other files are pre-sized first and written at
+// their offsets. Files are written under temporary names and renamed into place once all are written.
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { StrataError, throwIfAborted } from '../errors.js';
-import type { BlobReader } from './blob-reader.js';
 import type { BlobLocation } from '../catalog/catalog.js';
+import { StrataError, throwIfAborted } from '../errors.js';
+import { DirStore } from '../store/dir-store.js';
+import type { BlobReader } from './blob-reader.js';
+import { Limiter, mapLimit } from './pipeline/limit.js';
+import { transferable } from './pipeline/protocol.js';
+import type { BlobUse, FileOp, Meta, RestorePackTask, RestoreResultPart } from './pipeline/tasks.js';
+import type { WorkerPool } from './pipeline/worker-pool.js';
+import { defaultWorkerCount, startWorkers } from './pipeline/workers.js';
 import { packKey } from './pool.js';
 import { isSafeName, type TreeNode } from './tree.js';
 
@@ -20,6 +33,8 @@ export interface RestoreOptions {
   onProgress?: (p: RestoreProgress) => void;
   /** chown to the stored uid/gid (default: only when running as root). */
   restoreOwnership?: boolean;
+  /** Worker threads that decode blobs and write files (default: one per core; 0: in-process). */
+  workers?: number;
 }
 
 export interface RestoreProgress {
@@ -55,13 +70,20 @@ interface FileJob {
 
 const TMP_PREFIX = '.strata-restore-';
 
+/** Tree reads, lstat, mkdir and the like in flight at once. */
+const FS_CONCURRENCY = 32;
+/** File operations (create, rename, metadata) per worker task. */
+const OPS_PER_TASK = 512;
+
 export async function restoreTree(reader: BlobReader, rootTree: string, options: RestoreOptions): Promise<RestoreResult> {
   const result: RestoreResult = { files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, skipped: [], renamed: [], warnings: [] };
   const signal = options.signal;
   const ownership = options.restoreOwnership ?? process.getuid?.() === 0;
+  const limit = new Limiter(FS_CONCURRENCY);
 
-  // 1. Find what to restore.
+  // 1. Find what to restore, and where each file's content is.
   let entries: PlannedEntry[];
+  const located = new Map<TreeNode, BlobLocation[] | Error>();
   if (options.item && options.item !== '/' && options.item !== '.') {
     const parts = options.item.split('/').filter((p) => p.length > 0);
     if (parts.some((p) => !isSafeName(p))) {
@@ -78,30 +100,34 @@ export async function restoreTree(reader: BlobReader, rootTree: string, options:
         treeId = node.subtree!;
       }
     }
-    entries = [];
-    await collect(reader, node!, node!.name, entries, signal);
+    entries = await collect(reader, [node!], '', limit, located, signal);
   } else {
-    entries = [];
     const root = await reader.tree(rootTree, signal);
-    for (const n of root.nodes) await collect(reader, n, n.name, entries, signal);
+    entries = await collect(reader, root.nodes, '', limit, located, signal);
   }
 
   // 2. The target: create it if needed, and work under its real path.
   await fs.mkdir(options.target, { recursive: true });
   const target = await fs.realpath(options.target);
+  // An empty target has nothing to conflict with: no need to look at every path.
+  const targetEmpty = (await fs.readdir(target)).length === 0;
 
   // 3. Conflicts, all decided before anything is written.
+  const absOf = (rel: string) => path.join(target, ...rel.split('/'));
+  const existingAt = targetEmpty ? [] : await mapLimit(entries, FS_CONCURRENCY, (e) => fs.lstat(absOf(e.rel)).catch(() => null));
   const conflicts: string[] = [];
   const finalName = new Map<string, string>(); // rel -> rel actually written
   const skippedDirs: string[] = [];
   const plan: PlannedEntry[] = [];
-  for (const e of entries) {
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
     if (skippedDirs.some((d) => e.rel.startsWith(d + '/'))) continue;
     const parentRel = path.posix.dirname(e.rel);
     const parentFinal = parentRel === '.' ? '' : finalName.get(parentRel) ?? parentRel;
     const rel = parentFinal ? `${parentFinal}/${path.posix.basename(e.rel)}` : path.posix.basename(e.rel);
-    const abs = path.join(target, ...rel.split('/'));
-    const existing = await fs.lstat(abs).catch(() => null);
+    const abs = absOf(rel);
+    // Looked up ahead under its own name; under a renamed parent, look again.
+    const existing = targetEmpty ? null : rel === e.rel ? existingAt[i]! : await fs.lstat(abs).catch(() => null);
     if (!existing) {
       finalName.set(e.rel, rel);
       plan.push({ rel, node: e.node });
@@ -148,26 +174,32 @@ export async function restoreTree(reader: BlobReader, rootTree: string, options:
     );
   }
 
-  // 4. Directories, top down; refuse to write through anything but a real directory.
-  const absOf = (rel: string) => path.join(target, ...rel.split('/'));
-  for (const e of plan) {
-    if (e.node.type !== 'dir') continue;
-    const abs = absOf(e.rel);
-    await assertInside(target, abs);
-    try {
-      await fs.mkdir(abs, { mode: 0o700 });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const st = await fs.lstat(abs);
-      if (!st.isDirectory()) throw new StrataError('STRATA_RESTORE_UNSAFE', `${abs} is not a directory (a symlink?); refusing to restore through it`, { kind: 'failed' });
-    }
-    result.dirs++;
+  // 4. Directories, top down (one depth at a time, in parallel within it); refuse to write through
+  // anything but a real directory.
+  const dirLevels = byDepth(plan.filter((e) => e.node.type === 'dir'));
+  /** Directories found to resolve inside the target (each checked once, here or below). */
+  const checkedDirs = new Map<string, Promise<void>>([[target, Promise.resolve()]]);
+  for (const level of dirLevels) {
+    await mapLimit(level, FS_CONCURRENCY, async (e) => {
+      const abs = absOf(e.rel);
+      await assertInside(target, abs);
+      checkedDirs.set(abs, Promise.resolve());
+      try {
+        await fs.mkdir(abs, { mode: 0o700 });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const st = await fs.lstat(abs);
+        if (!st.isDirectory()) throw new StrataError('STRATA_RESTORE_UNSAFE', `${abs} is not a directory (a symlink?); refusing to restore through it`, { kind: 'failed' });
+      }
+    });
+    result.dirs += level.length;
   }
 
   // 5. File content: plan hard links, then write every needed blob, pack by pack, in offset order.
   const fileJobs: FileJob[] = [];
   const linkJobs: { rel: string; to: string; node: TreeNode }[] = [];
   const groupFirst = new Map<string, string>();
+  const tmpTag = `${TMP_PREFIX}${randomBytes(6).toString('hex')}-`;
   for (const e of plan) {
     if (e.node.type !== 'file') continue;
     if (e.node.linkGroup !== undefined) {
@@ -179,145 +211,224 @@ export async function restoreTree(reader: BlobReader, rootTree: string, options:
       groupFirst.set(e.node.linkGroup, e.rel);
     }
     const final = absOf(e.rel);
-    await assertInside(target, path.dirname(final));
-    fileJobs.push({ rel: e.rel, node: e.node, final, tmp: path.join(path.dirname(final), `${TMP_PREFIX}${randomBytes(6).toString('hex')}`) });
+    fileJobs.push({ rel: e.rel, node: e.node, final, tmp: path.join(path.dirname(final), `${tmpTag}${fileJobs.length}`) });
   }
+  await mapLimit(fileJobs, FS_CONCURRENCY, (f) => {
+    const dir = path.dirname(f.final);
+    let checked = checkedDirs.get(dir);
+    if (!checked) checkedDirs.set(dir, (checked = assertInside(target, dir)));
+    return checked;
+  });
   const totalBytes = fileJobs.reduce((a, f) => a + (f.node.size ?? 0), 0);
   const progress: RestoreProgress = { files: 0, totalFiles: fileJobs.length, bytes: 0, totalBytes };
-  const tmpFiles: string[] = [];
-  try {
-    // Pre-size every file.
-    for (const f of fileJobs) {
-      const h = await fs.open(f.tmp, 'wx', 0o600);
-      tmpFiles.push(f.tmp);
-      try {
-        if ((f.node.size ?? 0) > 0) await h.truncate(f.node.size!);
-      } finally {
-        await h.close();
-      }
-    }
-    // Group blob uses by pack.
-    interface Use {
-      file: FileJob;
-      offset: number;
-    }
-    const byPack = new Map<string, Map<string, { loc: BlobLocation; uses: Use[] }>>();
-    for (const f of fileJobs) {
-      let offset = 0;
-      for (const idHex of f.node.content ?? []) {
-        const loc = reader.locate(idHex);
-        let blobs = byPack.get(loc.packId);
-        if (!blobs) byPack.set(loc.packId, (blobs = new Map()));
-        let b = blobs.get(idHex);
-        if (!b) blobs.set(idHex, (b = { loc, uses: [] }));
-        b.uses.push({ file: f, offset });
-        offset += loc.rawLength;
-      }
-      if (offset !== (f.node.size ?? 0)) result.warnings.push(`${f.rel}: stored size ${f.node.size} differs from its content (${offset} bytes)`);
-    }
-    const packIds = [...byPack.keys()].sort();
-    const parallel = Math.max(1, Math.min(4, reader.store.capabilities.connections));
-    let next = 0;
-    const worker = async () => {
-      while (next < packIds.length) {
-        const packId = packIds[next++]!;
-        const blobs = [...byPack.get(packId)!.values()].sort((a, b) => a.loc.offset - b.loc.offset);
-        await restorePack(reader, packId, blobs, signal, (n) => {
-          progress.bytes += n;
-          options.onProgress?.({ ...progress });
-        });
-      }
-    };
-    await Promise.all(Array.from({ length: parallel }, worker));
+  const metaOf = (node: TreeNode): Meta => ({ uid: node.uid, gid: node.gid, mode: node.mode, mtimeNs: node.mtimeNs, chown: ownership });
 
-    // 6. Move files into place (atomically replacing on overwrite), then links and symlinks.
+  // Group blob uses by pack. A file written by exactly one use is created by it; the others exist,
+  // pre-sized, before any content is written.
+  const byPack = new Map<string, Map<string, { loc: BlobLocation; uses: Use[] }>>();
+  const usesOf = new Map<FileJob, number>();
+  for (const f of fileJobs) {
+    let offset = 0;
+    let uses = 0;
+    const locs = located.get(f.node)!;
+    if (locs instanceof Error) throw locs;
+    for (let i = 0; i < locs.length; i++) {
+      const idHex = f.node.content![i]!;
+      const loc = locs[i]!;
+      let blobs = byPack.get(loc.packId);
+      if (!blobs) byPack.set(loc.packId, (blobs = new Map()));
+      let b = blobs.get(idHex);
+      if (!b) blobs.set(idHex, (b = { loc, uses: [] }));
+      b.uses.push({ file: f, offset });
+      offset += loc.rawLength;
+      uses++;
+    }
+    usesOf.set(f, uses);
+    if (offset !== (f.node.size ?? 0)) result.warnings.push(`${f.rel}: stored size ${f.node.size} differs from its content (${offset} bytes)`);
+  }
+  const blobUse = (u: Use): BlobUse => {
+    const whole = usesOf.get(u.file) === 1;
+    return { path: u.file.tmp, offset: u.offset, whole, final: u.file.final, ...(whole ? { meta: metaOf(u.file.node) } : {}) };
+  };
+
+  const workers = await startWorkers(options.workers ?? defaultWorkerCount(), () => ({ encKey: reader.keys.encKey, idKey: reader.keys.idKey }), signal);
+  const warn = (r: { warnings: string[] }) => result.warnings.push(...r.warnings);
+  let finished = false;
+  try {
+    const creates: FileOp[] = [];
     for (const f of fileJobs) {
+      const uses = usesOf.get(f)!;
+      if (uses !== 1) creates.push({ op: 'create', path: f.tmp, final: f.final, size: f.node.size ?? 0, ...(uses === 0 ? { meta: metaOf(f.node) } : {}) });
+    }
+    await runOps(workers, creates, warn);
+
+    // Each pack read once, in order, a few ahead of the workers.
+    const packIds = [...byPack.keys()].sort();
+    const ahead = Math.max(2, Math.min(reader.store.capabilities.connections, workers.size + 1));
+    await mapLimit(packIds, ahead, async (packId) => {
       throwIfAborted(signal);
-      await fs.rename(f.tmp, f.final);
-      tmpFiles.splice(tmpFiles.indexOf(f.tmp), 1);
-      await applyMeta(f.final, f.node, ownership, false, result);
+      const blobs = [...byPack.get(packId)!.values()].sort((a, b) => a.loc.offset - b.loc.offset);
+      const { task, transfer } = await packTask(reader, packId, blobs, blobUse, signal);
+      const done = await workers.run<RestoreResultPart>(workers.leastBusy(), 'restore-pack', task, { transfer });
+      warn(done);
+      progress.bytes += done.bytes;
+      options.onProgress?.({ ...progress });
+    });
+
+    // 6. Move files into place (atomically replacing on overwrite), with the metadata of those
+    // written in several pieces; then links and symlinks.
+    throwIfAborted(signal);
+    const finishes: FileOp[] = fileJobs.map((f) => ({ op: 'finish', path: f.tmp, final: f.final, ...(usesOf.get(f)! > 1 ? { meta: metaOf(f.node) } : {}) }));
+    await runOps(workers, finishes, warn, (n) => {
+      progress.files += n;
+      options.onProgress?.({ ...progress });
+    });
+    finished = true;
+    for (const f of fileJobs) {
       result.files++;
       result.bytes += f.node.size ?? 0;
-      progress.files++;
+    }
+    for (const l of linkJobs) {
+      const abs = absOf(l.rel);
+      await assertInside(target, path.dirname(abs));
+      if (options.onConflict === 'overwrite') await fs.rm(abs, { force: true });
+      await fs.link(absOf(l.to), abs);
+      result.hardlinks++;
+      result.files++;
+    }
+    const symlinkMeta: FileOp[] = [];
+    for (const e of plan) {
+      if (e.node.type !== 'symlink') continue;
+      const abs = absOf(e.rel);
+      await assertInside(target, path.dirname(abs));
+      if (options.onConflict === 'overwrite') await fs.rm(abs, { force: true });
+      await fs.symlink(e.node.target!, abs);
+      symlinkMeta.push({ op: 'meta', path: abs, meta: metaOf(e.node), link: true });
+      result.symlinks++;
+    }
+    await runOps(workers, symlinkMeta, warn);
+    // 7. Directory metadata last, deepest first, so writing files does not disturb mtimes.
+    for (const level of [...dirLevels].reverse()) {
+      await runOps(
+        workers,
+        level.map((e) => ({ op: 'meta', path: absOf(e.rel), meta: metaOf(e.node) })),
+        warn,
+      );
     }
   } finally {
-    await Promise.all(tmpFiles.map((t) => fs.rm(t, { force: true })));
-  }
-  for (const l of linkJobs) {
-    const abs = absOf(l.rel);
-    await assertInside(target, path.dirname(abs));
-    if (options.onConflict === 'overwrite') await fs.rm(abs, { force: true });
-    await fs.link(absOf(l.to), abs);
-    result.hardlinks++;
-    result.files++;
-  }
-  for (const e of plan) {
-    if (e.node.type !== 'symlink') continue;
-    const abs = absOf(e.rel);
-    await assertInside(target, path.dirname(abs));
-    if (options.onConflict === 'overwrite') await fs.rm(abs, { force: true });
-    await fs.symlink(e.node.target!, abs);
-    await applyMeta(abs, e.node, ownership, true, result);
-    result.symlinks++;
-  }
-  // 7. Directory metadata last, deepest first, so writing files does not disturb mtimes.
-  for (const e of [...plan].reverse()) {
-    if (e.node.type === 'dir') await applyMeta(absOf(e.rel), e.node, ownership, false, result);
+    await workers.close();
+    if (!finished) await mapLimit(fileJobs, FS_CONCURRENCY, (f) => fs.rm(f.tmp, { force: true }));
   }
   options.onProgress?.({ ...progress });
   return result;
 }
 
-async function collect(reader: BlobReader, node: TreeNode, rel: string, out: PlannedEntry[], signal?: AbortSignal): Promise<void> {
-  out.push({ rel, node });
-  if (node.type !== 'dir') return;
-  const tree = await reader.tree(node.subtree!, signal);
-  for (const child of tree.nodes) await collect(reader, child, `${rel}/${child.name}`, out, signal);
+interface Use {
+  file: FileJob;
+  offset: number;
 }
 
-/** Reads the blobs a restore needs from one pack: the whole pack when most of it is needed, else ranges. */
-async function restorePack(
+/** The entries under `nodes` (paths relative to `prefix`), depth first in tree order; trees are read in parallel. */
+/**
+ * The entries under `nodes` (paths relative to `prefix`), depth first in tree order; trees are read in
+ * parallel. Meanwhile (between tree reads) each file's content is located in the index, into `located`
+ * (a missing blob is recorded there as its error, thrown when the file is planned).
+ */
+async function collect(
+  reader: BlobReader,
+  nodes: TreeNode[],
+  prefix: string,
+  limit: Limiter,
+  located: Map<TreeNode, BlobLocation[] | Error>,
+  signal?: AbortSignal,
+): Promise<PlannedEntry[]> {
+  const nested = await Promise.all(
+    nodes.map(async (node): Promise<PlannedEntry[]> => {
+      const rel = prefix ? `${prefix}/${node.name}` : node.name;
+      if (node.type === 'file') {
+        try {
+          located.set(node, (node.content ?? []).map((id) => reader.locate(id)));
+        } catch (err) {
+          located.set(node, err as Error);
+        }
+      }
+      if (node.type !== 'dir') return [{ rel, node }];
+      const tree = await limit.run(() => reader.tree(node.subtree!, signal));
+      return [{ rel, node }, ...(await collect(reader, tree.nodes, rel, limit, located, signal))];
+    }),
+  );
+  return nested.flat();
+}
+
+/** Directories grouped by depth, shallowest first. */
+function byDepth(dirs: PlannedEntry[]): PlannedEntry[][] {
+  const levels: PlannedEntry[][] = [];
+  for (const e of dirs) (levels[e.rel.split('/').length - 1] ??= []).push(e);
+  return levels.filter((l) => l !== undefined);
+}
+
+/** Runs file operations on the workers in batches, spread over all of them; `onDone` counts the operations done. */
+async function runOps(workers: WorkerPool, ops: FileOp[], warn: (r: { warnings: string[] }) => void, onDone?: (n: number) => void): Promise<void> {
+  const per = Math.max(1, Math.min(OPS_PER_TASK, Math.ceil(ops.length / workers.size)));
+  const batches: FileOp[][] = [];
+  for (let i = 0; i < ops.length; i += per) batches.push(ops.slice(i, i + per));
+  await mapLimit(batches, workers.size * 2, async (batch) => {
+    warn(await workers.run<{ warnings: string[] }>(workers.leastBusy(), 'file-ops', batch));
+    onDone?.(batch.length);
+  });
+}
+
+/**
+ * The task for the blobs a restore needs from one pack: the whole span when most of it is needed,
+ * else each blob's range. From a directory pool the worker reads them itself (no buffer crosses
+ * threads); from any other store they are read here and transferred.
+ */
+async function packTask(
   reader: BlobReader,
   packId: string,
-  blobs: { loc: BlobLocation; uses: { file: FileJob; offset: number }[] }[],
+  blobs: { loc: BlobLocation; uses: Use[] }[],
+  use: (u: Use) => BlobUse,
   signal: AbortSignal | undefined,
-  onBytes: (n: number) => void,
-): Promise<void> {
+): Promise<{ task: RestorePackTask; transfer: ArrayBuffer[] }> {
   const first = blobs[0]!.loc.offset;
   const last = blobs.at(-1)!.loc;
   const span = last.offset + last.length - first;
   const needed = blobs.reduce((a, b) => a + b.loc.length, 0);
-  let spanBuf: Buffer | null = null;
+  const key = packKey(packId);
+  let reads: { offset: number; length: number }[];
+  let offsets: number[];
   if (needed * 2 >= span) {
-    spanBuf = await reader.store.get(packKey(packId), { range: { offset: first, length: span }, ...(signal ? { signal } : {}) });
-  }
-  for (const b of blobs) {
-    throwIfAborted(signal);
-    const sealed = spanBuf
-      ? spanBuf.subarray(b.loc.offset - first, b.loc.offset - first + b.loc.length)
-      : await reader.store.get(packKey(packId), { range: { offset: b.loc.offset, length: b.loc.length }, ...(signal ? { signal } : {}) });
-    const plain = reader.decode(b.loc, sealed);
-    for (const use of b.uses) {
-      const h = await fs.open(use.file.tmp, 'r+');
-      try {
-        await h.write(plain, 0, plain.length, use.offset);
-      } finally {
-        await h.close();
-      }
-      onBytes(plain.length);
+    reads = [{ offset: first, length: span }];
+    offsets = blobs.map((b) => b.loc.offset - first);
+  } else {
+    reads = blobs.map((b) => ({ offset: b.loc.offset, length: b.loc.length }));
+    offsets = [];
+    let at = 0;
+    for (const b of blobs) {
+      offsets.push(at);
+      at += b.loc.length;
     }
   }
-}
-
-async function applyMeta(abs: string, node: TreeNode, ownership: boolean, isLink: boolean, result: RestoreResult): Promise<void> {
-  const mtime = Number(BigInt(node.mtimeNs) / 1000n) / 1e6;
-  try {
-    if (ownership) await (isLink ? fs.lchown(abs, node.uid, node.gid) : fs.chown(abs, node.uid, node.gid));
-    if (!isLink) await fs.chmod(abs, node.mode);
-    await (isLink ? fs.lutimes(abs, mtime, mtime) : fs.utimes(abs, mtime, mtime));
-  } catch (err) {
-    result.warnings.push(`${abs}: could not restore metadata: ${(err as Error).message}`);
+  const ids = Buffer.allocUnsafe(blobs.length * 32);
+  blobs.forEach((b, i) => b.loc.id.copy(ids, i * 32));
+  const task: RestorePackTask = {
+    packId,
+    offsets,
+    lengths: blobs.map((b) => b.loc.length),
+    rawLengths: blobs.map((b) => b.loc.rawLength),
+    compressions: blobs.map((b) => b.loc.compression),
+    ids,
+    uses: blobs.map((b) => b.uses.map(use)),
+  };
+  const store = reader.store;
+  if (store instanceof DirStore) return { task: { ...task, file: store.path(key), key, reads }, transfer: [] };
+  const parts: Buffer[] = [];
+  for (const r of reads) {
+    throwIfAborted(signal);
+    parts.push(await store.get(key, { range: r, ...(signal ? { signal } : {}) }));
   }
+  const { data, transfer } = transferable(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+  return { task: { ...task, data }, transfer };
 }
 
 /** Checks that `abs` resolves inside `target` (no symlink in the way leads elsewhere). */

@@ -1,0 +1,56 @@
+// The worker side of the pipeline protocol (protocol.ts): loads the handlers, then runs tasks one at a
+// time in arrival order, applying control messages as they come. Runs in a worker thread (worker.ts),
+// or on the main thread over a MessageChannel when there is no compiled worker entry (tests).
+import type { MessagePort, TransferListItem } from 'node:worker_threads';
+import { serializeError, type FromWorker, type HandlerModule, type ToWorker, type WorkerHandlers } from './protocol.js';
+
+export interface ServeOptions {
+  init: unknown;
+  load: () => Promise<HandlerModule>;
+}
+
+/** Serves `port` until it closes. Never throws: failures are reported over the port. */
+export async function serve(port: MessagePort, options: ServeOptions): Promise<void> {
+  const send = (msg: FromWorker, transfer?: TransferListItem[]) => port.postMessage(msg, transfer);
+  const tasks: { id: number; kind: string; task: unknown }[] = [];
+  let handlers: WorkerHandlers | null = null;
+  let running = false;
+  let closed = false;
+  const pump = async (): Promise<void> => {
+    if (running || !handlers) return;
+    running = true;
+    try {
+      for (let next = tasks.shift(); next && !closed; next = tasks.shift()) {
+        const { id, kind, task } = next;
+        try {
+          const data = await handlers.run(kind, task, { post: (part, transfer) => send({ t: 'part', id, data: part }, transfer) });
+          send({ t: 'done', id, data });
+        } catch (err) {
+          send({ t: 'error', id, error: serializeError(err) });
+        }
+      }
+    } finally {
+      running = false;
+    }
+  };
+  port.on('message', (msg: ToWorker) => {
+    if (msg.t === 'task') {
+      tasks.push(msg);
+      void pump();
+    } else if (msg.t === 'control') {
+      handlers?.control?.(msg.data);
+    }
+  });
+  port.on('close', () => {
+    closed = true;
+  });
+  try {
+    const mod = await options.load();
+    handlers = await mod.createHandlers(options.init);
+  } catch (err) {
+    send({ t: 'fatal', error: serializeError(err) });
+    return;
+  }
+  send({ t: 'ready' });
+  void pump();
+}

@@ -1,0 +1,25 @@
+// Starting the replica's pipeline workers: threads running worker.ts when running compiled, the same
+// handlers in-process when running from TypeScript source (tests), or when asked for none.
+import { availableParallelism } from 'node:os';
+import type { WorkerInit } from './tasks.js';
+import { WorkerPool } from './worker-pool.js';
+
+/** Worker threads used when a job does not say: one per core. */
+export function defaultWorkerCount(): number {
+  return Math.max(1, availableParallelism());
+}
+
+/**
+ * Starts `count` workers (0: one, served in-process; from source, all are in-process) with `init(i)` each. The caller closes the pool
+ * (in a `finally`); aborting `signal` ends the workers early.
+ */
+export async function startWorkers(count: number, init: (index: number) => WorkerInit, signal?: AbortSignal): Promise<WorkerPool> {
+  const compiled = import.meta.url.endsWith('.js');
+  const threads = compiled && count > 0;
+  return WorkerPool.start({
+    size: Math.max(1, count),
+    init,
+    ...(signal ? { signal } : {}),
+    ...(threads ? { script: new URL('./worker.js', import.meta.url) } : { load: () => import('./tasks.js') }),
+  });
+}
