@@ -31,7 +31,11 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
     .description('Disk-to-disk-to-cloud backup: deduplicated, compressed, encrypted recovery points in a local storage pool, replicated to Azure Blob Storage.')
     .version(readVersion(), '-V, --version')
     .showHelpAfterError('(run with --help for usage)')
-    .configureOutput({ writeOut: (s) => inv.io.out(s.trimEnd()), writeErr: (s) => inv.io.err(s.trimEnd()) })
+    .configureOutput({
+      writeOut: (s) => inv.io.out(s.trimEnd()),
+      // commander's own parse errors get strata's one-line form and a stable code.
+      writeErr: (s) => inv.io.err(s.trimEnd().replace(/^error: /, 'strata: error STRATA_USAGE: ')),
+    })
     .exitOverride();
 
   common(program.command('init'))

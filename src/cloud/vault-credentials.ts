@@ -224,6 +224,18 @@ export interface CreateVaultCredentialsOptions {
  * kind 'usage' for contradictory options).
  */
 export function createVaultCredentials(options: CreateVaultCredentialsOptions): string {
+  let endpoint: URL;
+  try {
+    endpoint = new URL(options.endpoint);
+    if (endpoint.protocol !== 'https:' && endpoint.protocol !== 'http:') throw new Error('not http(s)');
+  } catch {
+    throw new StrataError(
+      'STRATA_USAGE',
+      `--endpoint ${JSON.stringify(options.endpoint)} is not a blob service URL; use https://ACCOUNT.blob.core.windows.net, or http://127.0.0.1:PORT/devstoreaccount1 for Azurite`,
+      { kind: 'usage' },
+    );
+  }
+  options = { ...options, endpoint: `${endpoint.origin}${endpoint.pathname}`.replace(/\/+$/, '') };
   const now = toMs(options.now ?? systemClock.now());
   const validDays = options.validDays ?? 10;
   if (!(validDays > 0 && validDays <= 3650)) {
