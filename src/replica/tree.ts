@@ -69,12 +69,13 @@ export function decodeTree(buf: Buffer, what: string): Tree {
     if (!intOk(n.mode) || !intOk(n.uid) || !intOk(n.gid) || typeof n.mtimeNs !== 'string' || !/^-?\d+$/.test(n.mtimeNs)) {
       throw new IntegrityError(`${what}: entry ${JSON.stringify(n.name)} has malformed metadata`);
     }
+    // Checked for every node, not only files: a decoded tree holds no path that could escape the target.
+    if (n.linkGroup !== undefined && (typeof n.linkGroup !== 'string' || n.linkGroup.split('/').some((p) => !isSafeName(p)))) {
+      throw new IntegrityError(`${what}: entry ${JSON.stringify(n.name)} has an unsafe link group`);
+    }
     if (n.type === 'file') {
       if (!intOk(n.size) || !Array.isArray(n.content) || !n.content.every((c) => typeof c === 'string' && HEX64.test(c))) {
         throw new IntegrityError(`${what}: file ${JSON.stringify(n.name)} is malformed`);
-      }
-      if (n.linkGroup !== undefined && (typeof n.linkGroup !== 'string' || n.linkGroup.split('/').some((p) => !isSafeName(p)))) {
-        throw new IntegrityError(`${what}: file ${JSON.stringify(n.name)} has an unsafe link group`);
       }
     } else if (n.type === 'dir') {
       if (typeof n.subtree !== 'string' || !HEX64.test(n.subtree)) throw new IntegrityError(`${what}: directory ${JSON.stringify(n.name)} is malformed`);
