@@ -90,6 +90,21 @@ describe('startDaemon', () => {
     expect(gone.code).toBe('STRATA_DAEMON_NOT_RUNNING');
   });
 
+  it('runs a check as a job: recorded, followable, one at a time, and never beside a prune', async () => {
+    handle = await startDaemon(config, { pruneSchedule: null });
+    const events: { type: string; state?: string }[] = [];
+    const started = await handle.runner.check({ readData: true }, { trigger: 'ad hoc', listener: (e) => events.push(e) });
+    const second = await rejection(handle.runner.check({}, { trigger: 'ad hoc' }));
+    expect(second.code).toBe('STRATA_JOB_RUNNING');
+    const prune = await rejection(handle.runner.prune({}, { trigger: 'ad hoc' }));
+    expect(prune.code).toBe('STRATA_JOB_RUNNING');
+    expect(prune.message).toMatch(/check --read-data/);
+    const report = await started.done;
+    expect(report.ok).toBe(true);
+    expect(events.at(-1)).toMatchObject({ type: 'end', state: 'completed' });
+    expect(handle.runner.get(started.jobId)).toMatchObject({ kind: 'check --read-data', state: 'completed', trigger: 'ad hoc', live: false });
+  });
+
   it('recovers from a crashed daemon: stale pid file replaced, its jobs marked interrupted, old temporary files removed', async () => {
     writeFileSync(pidFileOf(config.stateDir), '999999\n');
     const ctx = new AgentContext(config);

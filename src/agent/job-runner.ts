@@ -1,5 +1,6 @@
-// The daemon's job runner: runs backups, restores and prunes in the background, at most one job per
-// protection group at a time (a second one is refused with STRATA_JOB_RUNNING), prune alone; keeps
+// The daemon's job runner: runs backups, restores, checks and prunes in the background, at most one job
+// per protection group at a time (a second one is refused with STRATA_JOB_RUNNING), one check at a time
+// (under the pool's shared lock, so beside backups), prune alone; keeps
 // live progress for followers; job history comes from the catalog's `jobs` table. The gate (and the
 // registration rule) is applied by the jobs themselves (runBackup, runRestore) before they are recorded,
 // so a refused job rejects `backup()`/`restore()` and never appears as started.
@@ -7,7 +8,8 @@ import path from 'node:path';
 import type { JobRow } from '../catalog/catalog.js';
 import { StrataError } from '../errors.js';
 import type { AgentContext } from './context.js';
-import { backupSources, runBackup, runRestore, type BackupJobResult, type RestoreJobOptions } from './jobs.js';
+import type { CheckReport } from '../replica/check.js';
+import { backupSources, runBackup, runCheck, runRestore, type BackupJobResult, type RestoreJobOptions } from './jobs.js';
 import { errorChain } from './log.js';
 import { runPrune, type DeletedObjects, type PruneJobResult } from './prune.js';
 
@@ -140,6 +142,20 @@ export class JobRunner {
         signal: job.controller.signal,
         onStarted: (id) => this.#started(job, id),
         onProgress: (p) => this.#progress(job, { label: 'restore', done: p.bytes, total: p.totalBytes, unit: 'bytes', detail: p }),
+      }),
+    );
+  }
+
+  /** Starts a check of the local pool (`readData`: every pack read and verified); one at a time. */
+  async check(req: { readData?: boolean }, options: { trigger: Trigger; listener?: JobListener }): Promise<Started<CheckReport>> {
+    const readData = req.readData ?? false;
+    const job = this.#claim('check', readData ? 'check --read-data' : 'check', null, options.trigger, options.listener);
+    return this.#start(job, () =>
+      runCheck(this.ctx, {
+        readData,
+        signal: job.controller.signal,
+        onStarted: (id) => this.#started(job, id),
+        onProgress: (p) => this.#progress(job, { label: `check: ${p.phase}`, done: p.done, total: p.total, unit: 'items', detail: p }),
       }),
     );
   }

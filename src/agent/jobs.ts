@@ -301,6 +301,7 @@ export async function runCheck(ctx: AgentContext, options: JobHooks<{ phase: str
   const pool = await ctx.pool();
   const catalog = ctx.catalog();
   const jobId = catalog.createJob(options.readData ? 'check --read-data' : 'check', null, ctx.clock.now());
+  options.onStarted?.(jobId);
   try {
     const report = await withLock(pool.store, { exclusive: false, operation: 'check', clock: ctx.clock, host: ctx.host }, () =>
       checkPool(pool, {

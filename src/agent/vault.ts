@@ -256,10 +256,10 @@ export async function ensureAllowed(ctx: AgentContext, op: Operation, options: {
     if (op === 'restore-disk') return { operation: op, allowed: true, rule: 'connected-active', message: 'restore from disk allowed (server not registered)', lifts: '', cloudPointsDeleted: false };
     requireRegistration(catalog, op.startsWith('backup') ? 'a backup (even to disk)' : 'a restore from the cloud');
   }
-  let status = await gateStatus(ctx, options);
-  if (status.connectivity === 'lost' || op.endsWith('cloud')) {
-    if (status.connectivity === 'lost' || op === 'restore-cloud') status = await gateStatus(ctx, { ...options, probe: true });
-  }
+  // A restore from the cloud talks to the vault anyway: probe first, so the gate is asked once. Any other
+  // operation probes only when the stored contact says connectivity is lost (the vault may be back).
+  let status = await gateStatus(ctx, { ...options, probe: op === 'restore-cloud' });
+  if (status.connectivity === 'lost' && op !== 'restore-cloud') status = await gateStatus(ctx, { ...options, probe: true });
   const decision = decide(status, op);
   if (!decision.allowed) {
     ctx.log.warn({ op, rule: decision.rule, message: decision.message }, 'refused by the gate');

@@ -30,17 +30,15 @@ export interface FsUsage {
   error?: string;
 }
 
-/** A job running now, as the console shows it (the runner's jobs, plus a check the console started). */
+/** A job running now, as the console shows it. */
 export interface RunningJob {
-  id: number | null;
+  id: number;
   kind: string;
   group: string | null;
   started: number;
   progress: JobProgress | null;
   /** Bytes (or items) per second, when known. */
   rate: number | null;
-  /** Whether the runner streams its events (a check started by the console does not). */
-  followable: boolean;
 }
 
 export interface Common {
@@ -176,37 +174,27 @@ export class RateTracker {
 }
 
 /** The rate shown for a running job: measured over the last seconds when known, else the average since it started. */
-export function rateOf(job: { id: number | null; started: number; progress: JobProgress | null }, now: number, rates: RateTracker): number | null {
+export function rateOf(job: { id: number; started: number; progress: JobProgress | null }, now: number, rates: RateTracker): number | null {
   if (!job.progress) return null;
-  const measured = job.id !== null ? rates.observe(job.id, job.progress, now) : null;
+  const measured = rates.observe(job.id, job.progress, now);
   if (measured !== null) return measured;
   const elapsed = now - job.started;
   return elapsed >= 1000 ? (job.progress.done * 1000) / elapsed : null;
 }
 
-export interface ConsoleCheckState {
-  started: number;
-  readData: boolean;
-  progress: JobProgress | null;
-}
-
-export function runningJobs(deps: ConsoleDeps, rates: RateTracker, check: ConsoleCheckState | null): RunningJob[] {
+export function runningJobs(deps: ConsoleDeps, rates: RateTracker): RunningJob[] {
   const now = deps.ctx.clock.now();
   const out: RunningJob[] = deps.runner.running().map((j) => {
-    const r = { id: j.id, kind: j.kind, group: j.group, started: j.started, progress: j.current, followable: true };
+    const r = { id: j.id, kind: j.kind, group: j.group, started: j.started, progress: j.current };
     return { ...r, rate: rateOf(r, now, rates) };
   });
-  if (check) {
-    const r = { id: null, kind: check.readData ? 'check --read-data' : 'check', group: null, started: check.started, progress: check.progress, followable: false };
-    out.push({ ...r, rate: rateOf(r, now, rates) });
-  }
   return out;
 }
 
-export async function overviewModel(deps: ConsoleDeps, rates: RateTracker, check: ConsoleCheckState | null): Promise<OverviewModel> {
+export async function overviewModel(deps: ConsoleDeps, rates: RateTracker): Promise<OverviewModel> {
   const { ctx, runner, scheduler } = deps;
   const { gate, gateError } = await gateOrError(deps);
-  const running = runningJobs(deps, rates, check);
+  const running = runningJobs(deps, rates);
   const figures = await collectMetrics(ctx, { jobsRunning: running.length });
   const history = runner.list(500);
   const last = lastJobs(history);
@@ -289,6 +277,6 @@ export async function recoveryPointModel(deps: ConsoleDeps, id: string, dir: str
   return { ...common(deps), rp, dir, entries, listError, gate };
 }
 
-export function jobsModel(deps: ConsoleDeps, rates: RateTracker, check: ConsoleCheckState | null, limit = 100): JobsModel {
-  return { ...common(deps), running: runningJobs(deps, rates, check), history: deps.runner.list(limit) };
+export function jobsModel(deps: ConsoleDeps, rates: RateTracker, limit = 100): JobsModel {
+  return { ...common(deps), running: runningJobs(deps, rates), history: deps.runner.list(limit) };
 }

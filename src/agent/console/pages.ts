@@ -113,8 +113,8 @@ export function progressText(p: JobProgress, rate: number | null): string {
 
 function liveBlock(job: RunningJob, c: Common): Html {
   const p = job.progress;
-  const title = html`<strong>${job.kind}</strong>${job.group ? html` of <strong>${job.group}</strong>` : ''}${job.id !== null ? html` · <a href="/jobs/${job.id}">job ${job.id}</a>` : ''}`;
-  return html`<div class="live" ${job.followable && job.id !== null ? html`data-live-job="${job.id}"` : ''} data-kind="${job.kind}">
+  const title = html`<strong>${job.kind}</strong>${job.group ? html` of <strong>${job.group}</strong>` : ''} · <a href="/jobs/${job.id}">job ${job.id}</a>`;
+  return html`<div class="live" data-live-job="${job.id}" data-kind="${job.kind}">
 <div class="line"><span>${title}</span><span class="muted">${p?.label ?? 'starting'} · started ${ago(job.started, c)}</span></div>
 ${p && p.total ? html`<progress max="${p.total}" value="${p.done}"></progress>` : html`<progress></progress>`}
 <div class="line"><span class="text">${p ? progressText(p, job.rate) : 'waiting for the first progress report'}</span></div>

@@ -25,10 +25,9 @@ import {
   recoveryPointsModel,
   runningJobs,
   timeZoneOf,
-  type ConsoleCheckState,
   type ConsoleDeps,
 } from './model.js';
-import { errorBanner, groupsPage, jobPage, jobsPage, noticeBanner, overviewPage, progressText, recoveryPointPage, recoveryPointsPage, unauthorizedPage, type RestoreFormValues } from './pages.js';
+import { errorBanner, groupsPage, jobPage, jobsPage, overviewPage, progressText, recoveryPointPage, recoveryPointsPage, unauthorizedPage, type RestoreFormValues } from './pages.js';
 
 export interface ConsoleOptions extends ConsoleDeps {
   /** "host:port" on a loopback address (anything else is refused); port 0 picks a free one. */
@@ -43,7 +42,7 @@ export interface ConsoleServer {
   /** `url` with `?token=…`: opening it signs in. */
   readonly loginUrl: string;
   readonly tokenFile: string;
-  /** Stops accepting, ends open connections (event streams included), aborts a check the console started. */
+  /** Stops accepting and ends open connections (event streams included); the daemon aborts running jobs. */
   close(): Promise<void>;
 }
 
@@ -114,7 +113,6 @@ export async function startConsole(options: ConsoleOptions): Promise<ConsoleServ
     jobErrors.set(jobId, errorPayload(err));
     if (jobErrors.size > 200) jobErrors.delete(jobErrors.keys().next().value!);
   };
-  let check: (ConsoleCheckState & { controller: AbortController; done: Promise<unknown> }) | null = null;
   let port = wantedPort;
 
   const common = () => ({ now: ctx.clock.now(), tz: timeZoneOf(deps), host: ctx.host });
@@ -139,9 +137,9 @@ export async function startConsole(options: ConsoleOptions): Promise<ConsoleServ
   // --- pages ---
 
   const pages = {
-    overview: async (banner: Html | null = null) => overviewPage(await overviewModel(deps, rates, check), frame('Overview', 'overview', banner, check ? 3 : undefined)),
+    overview: async (banner: Html | null = null) => overviewPage(await overviewModel(deps, rates), frame('Overview', 'overview', banner)),
     groups: async (banner: Html | null = null) => groupsPage(await groupsModel(deps), frame('Protection groups', 'groups', banner)),
-    jobs: async (banner: Html | null = null) => jobsPage(jobsModel(deps, rates, check), frame('Jobs', 'jobs', banner, check ? 2 : undefined)),
+    jobs: async (banner: Html | null = null) => jobsPage(jobsModel(deps, rates), frame('Jobs', 'jobs', banner)),
     recoveryPoint: async (id: string, query: URLSearchParams, form: RestoreFormValues | null, banner: Html | null = null) => {
       let dir = '';
       try {
@@ -161,7 +159,7 @@ export async function startConsole(options: ConsoleOptions): Promise<ConsoleServ
     if (status === 500) ctx.log.error({ err }, 'console action failed');
     sendHtml(res, status, await from().catch(() => pageError(err)));
   };
-  const pageError = (err: unknown) => jobsPage(jobsModel(deps, rates, check), frame('Error', null, errorBanner(errorPayload(err))));
+  const pageError = (err: unknown) => jobsPage(jobsModel(deps, rates), frame('Error', null, errorBanner(errorPayload(err))));
   const withBanner = (name: string | null, banner: Html) => (name === 'overview' ? pages.overview(banner) : name === 'jobs' ? pages.jobs(banner) : pages.groups(banner));
 
   // --- actions ---
@@ -213,31 +211,13 @@ export async function startConsole(options: ConsoleOptions): Promise<ConsoleServ
   async function checkAction(res: http.ServerResponse, form: URLSearchParams): Promise<void> {
     const from = form.get('from');
     try {
-      if (check) throw new StrataError('STRATA_JOB_RUNNING', `a check started from the console is running (since ${new Date(check.started).toISOString()}); wait for it`, { kind: 'failed' });
-      const prune = runner.running().find((j) => j.kind.startsWith('prune'));
-      if (prune) throw new StrataError('STRATA_JOB_RUNNING', `another job is in progress: ${prune.kind} (job ${prune.id}); a check waits for the prune to end`, { kind: 'failed' });
       const readData = form.get('readData') === '1';
-      const controller = new AbortController();
-      const entry: ConsoleCheckState & { controller: AbortController; done: Promise<unknown> } = { started: ctx.clock.now(), readData, progress: null, controller, done: Promise.resolve() };
-      const done = runCheck(ctx, {
-        readData,
-        signal: controller.signal,
-        onProgress: (p) => (entry.progress = { label: `check: ${p.phase}`, done: p.done, total: p.total, unit: 'items' }),
-      });
-      entry.done = done;
-      check = entry;
-      void done
-        .then(
-          () => {},
-          (err: unknown) => ctx.log.warn({ err: (err as Error).message }, 'console: check failed'),
-        )
-        .finally(() => {
-          if (check === entry) check = null;
-        });
-      ctx.log.info({ readData }, 'console: check started');
-      const early = await settleWithin(done, settleMs, deps);
+      const started = await runner.check({ readData }, { trigger: 'ad hoc' });
+      started.done.catch((err: unknown) => rememberError(started.jobId, err));
+      ctx.log.info({ jobId: started.jobId, readData }, 'console: check started');
+      const early = await settleWithin(started.done, settleMs, deps);
       if (early && !early.ok) return void sendHtml(res, httpStatus(early.error), await withBanner(from, errorBanner(errorPayload(early.error))));
-      redirect(res, early?.ok ? '/jobs?done=check' : '/jobs?started=check');
+      redirect(res, `/jobs/${started.jobId}`);
     } catch (err) {
       await actionFailed(res, err, async () => withBanner(from, errorBanner(errorPayload(err))));
     }
@@ -319,10 +299,7 @@ export async function startConsole(options: ConsoleOptions): Promise<ConsoleServ
     if (p === '/') return sendHtml(res, 200, await pages.overview());
     if (p === '/groups') return sendHtml(res, 200, await pages.groups());
     if (p === '/recovery-points') return sendHtml(res, 200, recoveryPointsPage(recoveryPointsModel(deps, url.searchParams.get('group')), frame('Recovery points', 'recovery-points')));
-    if (p === '/jobs') {
-      const notice = url.searchParams.get('started') === 'check' ? noticeBanner('Check started: it is listed under "Running now" and then in the history.') : url.searchParams.get('done') === 'check' ? noticeBanner('Check finished: see its result in the history.') : null;
-      return sendHtml(res, 200, await pages.jobs(notice));
-    }
+    if (p === '/jobs') return sendHtml(res, 200, await pages.jobs());
     if (p === '/metrics') return send(res, 200, renderMetrics(await collectMetrics(ctx, { jobsRunning: runner.running().length })), METRICS_CONTENT_TYPE);
     let m: RegExpExecArray | null;
     if ((m = /^\/recovery-points\/([0-9a-f]{6,64})$/.exec(p))) {
@@ -337,7 +314,7 @@ export async function startConsole(options: ConsoleOptions): Promise<ConsoleServ
       const id = Number(m[1]);
       const job = runner.get(id);
       if (!job) return sendHtml(res, 404, await pages.jobs(errorBanner({ code: 'STRATA_JOB_NOT_FOUND', message: `no job ${id}` })));
-      const live = runningJobs(deps, rates, null).find((j) => j.id === id) ?? null;
+      const live = runningJobs(deps, rates).find((j) => j.id === id) ?? null;
       return sendHtml(res, 200, jobPage(common(), job, live, frame(`Job ${id}`, 'jobs'), jobErrors.get(id) ?? null));
     }
     throw new HttpError(404, `no page ${p}`);
@@ -382,11 +359,9 @@ export async function startConsole(options: ConsoleOptions): Promise<ConsoleServ
     loginUrl: `${url}?token=${token}`,
     tokenFile,
     async close() {
-      const running = check;
-      running?.controller.abort(new StrataError('STRATA_ABORTED', 'the daemon is stopping: the check was abandoned', { kind: 'failed' }));
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
-      await Promise.allSettled([closed, running?.done]);
+      await closed;
     },
   };
 }
