@@ -105,23 +105,29 @@ export interface SeriesPoint {
   title: string;
 }
 
-/** A step-area chart of a growing quantity over time (storage growth per recovery point), y in bytes. */
-export function growthSvg(series: SeriesPoint[], options: { tz: string; width?: number; label: string }): Html {
-  const W = options.width ?? 960;
+/**
+ * The frame of a chart with a value axis: width W and height 180, plot area inside the margins, `y(v)`
+ * mapping 0..max onto it, and the four horizontal grid lines with their labels already in `parts`.
+ */
+function valuePlot(W: number, left: number, max: number, format: (v: number) => string) {
   const H = 180;
-  const left = 72;
   const right = 16;
   const top = 12;
   const bottom = 28;
-  const range = rangeOf(series.map((p) => p.time));
-  const max = niceBytesMax(Math.max(0, ...series.map((p) => p.value)));
-  const x = (t: number) => left + ((t - range.from) / (range.to - range.from)) * (W - left - right);
   const y = (v: number) => top + (1 - v / max) * (H - top - bottom);
   const parts: string[] = [];
   for (let i = 0; i <= 4; i++) {
     const v = (max * i) / 4;
-    parts.push(`<line class="grid" x1="${left}" x2="${W - right}" y1="${n(y(v))}" y2="${n(y(v))}"/>`, `<text class="tick-label" x="${left - 6}" y="${n(y(v) + 4)}" text-anchor="end">${escapeHtml(formatBytes(v))}</text>`);
+    parts.push(`<line class="grid" x1="${left}" x2="${W - right}" y1="${n(y(v))}" y2="${n(y(v))}"/>`, `<text class="tick-label" x="${left - 6}" y="${n(y(v) + 4)}" text-anchor="end">${escapeHtml(format(v))}</text>`);
   }
+  return { W, H, left, right, y, parts };
+}
+
+/** A step-area chart of a growing quantity over time (storage growth per recovery point), y in bytes. */
+export function growthSvg(series: SeriesPoint[], options: { tz: string; width?: number; label: string }): Html {
+  const { W, H, left, right, y, parts } = valuePlot(options.width ?? 960, 72, niceBytesMax(Math.max(0, ...series.map((p) => p.value))), formatBytes);
+  const range = rangeOf(series.map((p) => p.time));
+  const x = (t: number) => left + ((t - range.from) / (range.to - range.from)) * (W - left - right);
   const { step, ticks } = timeTicks(range);
   for (const t of ticks) {
     if (x(t) > left + 24 && x(t) < W - right - 24) parts.push(`<text class="tick-label" x="${n(x(t))}" y="${H - 8}" text-anchor="middle">${escapeHtml(tickLabel(t, step, options.tz))}</text>`);
@@ -151,22 +157,10 @@ export interface Bar {
 
 /** Vertical bars (throughput per job), y formatted with `format`, labels under the bars. */
 export function barsSvg(bars: Bar[], options: { width?: number; label: string; format: (v: number) => string; bytes?: boolean }): Html {
-  const W = options.width ?? 960;
-  const H = 180;
-  const left = 80;
-  const right = 16;
-  const top = 12;
-  const bottom = 28;
   const top0 = Math.max(0, ...bars.map((b) => b.value));
-  const max = options.bytes ? niceBytesMax(top0) : niceMax(top0);
-  const y = (v: number) => top + (1 - v / max) * (H - top - bottom);
+  const { W, H, left, right, y, parts } = valuePlot(options.width ?? 960, 80, options.bytes ? niceBytesMax(top0) : niceMax(top0), options.format);
   const slot = (W - left - right) / Math.max(bars.length, 1);
   const bw = Math.min(36, slot * 0.7);
-  const parts: string[] = [];
-  for (let i = 0; i <= 4; i++) {
-    const v = (max * i) / 4;
-    parts.push(`<line class="grid" x1="${left}" x2="${W - right}" y1="${n(y(v))}" y2="${n(y(v))}"/>`, `<text class="tick-label" x="${left - 6}" y="${n(y(v) + 4)}" text-anchor="end">${escapeHtml(options.format(v))}</text>`);
-  }
   bars.forEach((b, i) => {
     const cx = left + slot * i + slot / 2;
     const h = Math.max(1, y(0) - y(b.value));
