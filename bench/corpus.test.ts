@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { compressSync } from 'lz4-napi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateCorpus, mutate, parseSize, type CorpusStats } from './corpus.js';
+import { generateCorpus, mutate, parseSize, plan, type CorpusStats } from './corpus.js';
 import { Rng } from './prng.js';
 import { hashTree, walkTree } from './treehash.js';
 
@@ -208,5 +208,17 @@ describe('parseSize', () => {
     expect(parseSize('1.5G')).toBe(1.5 * 1024 ** 3);
     expect(parseSize('1000')).toBe(1000);
     expect(() => parseSize('lots')).toThrow();
+  });
+});
+
+describe('plan at 8 GiB', () => {
+  it('plans a corpus whose small-file class has ~200k files without overflowing the stack (was push(...files))', () => {
+    const size = parseSize('8G');
+    const p = plan(size, 1);
+    const small = p.files.filter((f) => f.cls === 'small');
+    expect(small.length).toBeGreaterThan(150_000);
+    const total = p.files.reduce((a, f) => a + f.size, 0);
+    expect(total).toBeGreaterThan(size * 0.99);
+    expect(total).toBeLessThanOrEqual(size);
   });
 });

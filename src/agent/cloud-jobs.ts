@@ -19,7 +19,7 @@ import { restoreTree, type ConflictPolicy, type RestoreProgress, type RestoreRes
 import { listAll, type ObjectStore } from '../store/object-store.js';
 import { RecoveryFolderStore } from '../store/recovery-folder-store.js';
 import type { AgentContext } from './context.js';
-import { azureStoreFromVault } from '../cloud/azure-store.js';
+
 import { ensureAllowed, gateJob, getRegistration, loadCredentials, recordContact, requireRegistration, vaultStore } from './vault.js';
 import { syncDescriptionAndKeys } from './replication.js';
 
@@ -71,7 +71,7 @@ export async function openVaultPool(ctx: AgentContext, options: { serverId?: str
 /** Server ids that have a pool in the vault. */
 export async function vaultServers(ctx: AgentContext): Promise<string[]> {
   const reg = requireRegistration(ctx.catalog(), 'reading the vault');
-  const root = await azureStoreFromVault(await loadCredentials(ctx, reg), { clock: ctx.clock });
+  const root = await (await import('../cloud/azure-store.js')).azureStoreFromVault(await loadCredentials(ctx, reg), { clock: ctx.clock });
   const ids = new Set<string>();
   for await (const o of root.list('servers/')) {
     const parts = o.key.split('/');

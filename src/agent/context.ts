@@ -27,6 +27,7 @@ export class AgentContext {
   readonly warn: (message: string) => void;
   #catalog: Catalog | null = null;
   #pool: Pool | null = null;
+  #opening: Promise<Pool> | null = null;
   #poolStore: DirStore | null = null;
 
   constructor(config: StrataConfig, options: ContextOptions = {}) {
@@ -55,13 +56,33 @@ export class AgentContext {
   }
 
   async pool(): Promise<Pool> {
-    return (this.#pool ??= await Pool.open(this.poolStore, this.passphrase()));
+    if (this.#pool) return this.#pool;
+    this.#opening ??= (async () => Pool.open(this.poolStore, this.passphrase()))().then(
+      (pool) => (this.#pool ??= pool),
+      (err: unknown) => {
+        this.#opening = null;
+        throw err;
+      },
+    );
+    return this.#opening;
+  }
+
+  /**
+   * Starts opening the pool (the key slot's scrypt runs on the thread pool, ~0.2 s) so that it overlaps
+   * whatever the caller does next (loading the job's modules, the gate, the catalog). A failure is
+   * reported by the next `pool()`, not here.
+   */
+  prefetchPool(): void {
+    if (this.#pool || this.#opening) return;
+    this.pool().catch(() => {});
   }
 
   /** Opens the pool and brings the catalog in line with it (cheap when nothing changed). */
   async poolAndCatalog(): Promise<{ pool: Pool; catalog: Catalog }> {
-    const pool = await this.pool();
-    const catalog = this.catalog();
+    const opening = this.pool();
+    opening.catch(() => {});
+    const catalog = this.catalog(); // opened while the key is derived
+    const pool = await opening;
     const sync = await syncCatalog(pool, catalog);
     if (sync.addedSegments + sync.removedSegments + sync.addedPoints + sync.removedPoints > 0) this.log.info({ sync }, 'catalog synced with the pool');
     for (const u of sync.unreadable) this.log.warn({ object: u }, 'unreadable object in the pool');

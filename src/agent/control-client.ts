@@ -4,8 +4,12 @@ import http from 'node:http';
 import path from 'node:path';
 import type { StrataConfig } from '../config/types.js';
 import { StrataError, type ErrorKind } from '../errors.js';
-import { socketPathOf } from './daemon.js';
 import type { ErrorPayload, JobEvent, JobProgress } from './job-runner.js';
+
+/** The daemon's control socket in a state directory. (Here, not in daemon.ts: the CLI imports this module on every job, and daemon.ts pulls in the console, metrics and the embedded vault.) */
+export function socketPathOf(stateDir: string): string {
+  return path.join(stateDir, 'strata.sock');
+}
 
 const KINDS: ErrorKind[] = ['usage', 'input', 'gate', 'failed'];
 

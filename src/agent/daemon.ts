@@ -16,6 +16,7 @@ import { startEmbeddedVault, type EmbeddedVault } from './embedded-vault.js';
 import { startConsole, type ConsoleServer } from './console/server.js';
 import { EventPipe, startControlServer, type ControlServer, type Route } from './control-server.js';
 import { JobRunner } from './job-runner.js';
+import { socketPathOf } from './control-client.js';
 import { errorChain } from './log.js';
 import { collectMetrics, METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
 import type { DeletedObjects } from './prune.js';
@@ -26,9 +27,7 @@ const TEMP_MAX_AGE_MS = 5 * 60 * 1000;
 /** How long `stop` waits for the running jobs to settle after aborting them. */
 const STOP_WAIT_MS = 20 * 1000;
 
-export function socketPathOf(stateDir: string): string {
-  return path.join(stateDir, 'strata.sock');
-}
+export { socketPathOf };
 
 export function pidFileOf(stateDir: string): string {
   return path.join(stateDir, 'daemon.pid');

@@ -6,12 +6,11 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { TokenCredential } from '@azure/identity';
 import type { Catalog } from '../catalog/catalog.js';
-import { azureAuthFromVault, azureStoreFromVault, type AzureBlobStore } from '../cloud/azure-store.js';
+import type { AzureBlobStore } from '../cloud/azure-store.js';
 import { connectivityFrom } from '../cloud/connectivity.js';
 import { decide, evaluateAll, GateRefusedError, type GateDecision, type GateState, type Operation } from '../cloud/gate.js';
 import { createSubscriptionProvider, trackSince } from '../cloud/subscription.js';
 import { parseVaultCredentials, redactVaultCredentials, type RedactedVaultCredentials, type VaultCredentials } from '../cloud/vault-credentials.js';
-import { probeVault } from '../cloud/vault-probe.js';
 import type { SubscriptionState } from '../config/types.js';
 import { StrataError } from '../errors.js';
 import { listAll, type ObjectStore } from '../store/object-store.js';
@@ -20,6 +19,9 @@ import { ThrottleStore } from '../store/throttle-store.js';
 import { parseBandwidthSchedule } from '../store/bandwidth-schedule.js';
 import type { AgentContext } from './context.js';
 import { writeSecretFile } from './secret-file.js';
+
+/** The Azure SDK is loaded only when the vault is actually used (a disk-only job never pays for it). */
+const azure = () => import('../cloud/azure-store.js');
 
 export const MAX_SERVERS_PER_VAULT = 50;
 const REGISTRATION = 'registration';
@@ -77,9 +79,9 @@ export async function register(ctx: AgentContext, file: string, options: { serve
       `this server is registered to vault ${existing.vaultName} (${existing.vaultId}), not ${creds.vaultName} (${creds.vaultId}); use credentials of the same vault (a server cannot move vaults)`,
     );
   }
-  const probe = await probeVault(creds, { clock: ctx.clock, ...(options.signal ? { signal: options.signal } : {}), ...proxyOption(ctx) });
+  const probe = await (await import('../cloud/vault-probe.js')).probeVault(creds, { clock: ctx.clock, ...(options.signal ? { signal: options.signal } : {}), ...proxyOption(ctx) });
   const serverId = existing?.serverId ?? options.serverId ?? randomUUID();
-  const root = await azureStoreFromVault(creds, { clock: ctx.clock, ...proxyOption(ctx) });
+  const root = await (await azure()).azureStoreFromVault(creds, { clock: ctx.clock, ...proxyOption(ctx) });
   const servers = new Set((await listAll(root, 'servers/')).map((o) => o.key.split('/')[1]!));
   if (!servers.has(serverId) && servers.size >= MAX_SERVERS_PER_VAULT) {
     throw new StrataError('STRATA_VAULT_FULL', `vault ${creds.vaultName} already has ${servers.size} registered servers (at most ${MAX_SERVERS_PER_VAULT}); use another vault`);
@@ -128,7 +130,7 @@ export async function vaultStore(
 ): Promise<{ store: ObjectStore; raw: AzureBlobStore; retry: RetryStore; registration: Registration; creds: VaultCredentials }> {
   const registration = requireRegistration(ctx.catalog(), 'cloud work');
   const creds = await loadCredentials(ctx, registration);
-  const raw = await azureStoreFromVault(creds, { prefix: serverPrefix(options.serverId ?? registration.serverId), clock: ctx.clock, ...proxyOption(ctx) });
+  const raw = await (await azure()).azureStoreFromVault(creds, { prefix: serverPrefix(options.serverId ?? registration.serverId), clock: ctx.clock, ...proxyOption(ctx) });
   let inner: ObjectStore = raw;
   const throttle = ctx.config.throttle;
   if (throttle && (throttle.workMbps || throttle.otherMbps)) {
@@ -165,7 +167,7 @@ export async function probeRegisteredVault(ctx: AgentContext, options: { timeout
   if (!reg) return { ok: false, error: 'not registered' };
   try {
     const creds = await loadCredentials(ctx, reg);
-    const r = await probeVault(creds, { clock: ctx.clock, timeoutMs: options.timeoutMs ?? 10_000, ...(options.signal ? { signal: options.signal } : {}), ...proxyOption(ctx) });
+    const r = await (await import('../cloud/vault-probe.js')).probeVault(creds, { clock: ctx.clock, timeoutMs: options.timeoutMs ?? 10_000, ...(options.signal ? { signal: options.signal } : {}), ...proxyOption(ctx) });
     recordContact(catalog, r.at);
     return { ok: true };
   } catch (err) {
@@ -176,7 +178,7 @@ export async function probeRegisteredVault(ctx: AgentContext, options: { timeout
 
 async function subscriptionCredential(ctx: AgentContext, creds: VaultCredentials): Promise<TokenCredential | undefined> {
   if (creds.auth.type !== 'Entra') return undefined;
-  const auth = await azureAuthFromVault(creds);
+  const auth = await (await azure()).azureAuthFromVault(creds);
   return auth.type === 'Token' ? auth.credential : undefined;
 }
 

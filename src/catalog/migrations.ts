@@ -74,4 +74,27 @@ export const MIGRATIONS: string[] = [
     marked_at INTEGER NOT NULL
   );
   `,
+  // 3: the file-metadata cache keyed by (source, directory, name), so a backup reads one directory's rows
+  // at a time and writes only what changed; each entry is one blob (fileCacheData in catalog.ts: size,
+  // mtime, ctime and inode as 64-bit big-endian, then the 32-byte content ids). Rows are converted, not
+  // dropped: the next backup still skips unchanged files.
+  `
+  CREATE TABLE file_cache_v3 (
+    source TEXT NOT NULL,
+    dir TEXT NOT NULL,              -- relative directory, '' for the root
+    name TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (source, dir, name)
+  ) WITHOUT ROWID;
+  INSERT INTO file_cache_v3(source, dir, name, data)
+    SELECT source,
+           rtrim(rtrim(path, replace(path, '/', '')), '/'),
+           substr(path, length(rtrim(path, replace(path, '/', ''))) + 1),
+           unhex(printf('%016x%016x%016x%016x', size, CAST(mtime_ns AS INTEGER), CAST(ctime_ns AS INTEGER), CAST(inode AS INTEGER))
+                 || replace(replace(replace(replace(content, '[', ''), ']', ''), '"', ''), ',', '')) AS data
+    FROM file_cache
+    WHERE data IS NOT NULL;  -- a row that does not convert is dropped: that file is read again
+  DROP TABLE file_cache;
+  ALTER TABLE file_cache_v3 RENAME TO file_cache;
+  `,
 ];

@@ -1,13 +1,12 @@
 // Commands of the cloud copy: vault credentials, registration, cloud status, replication and repair.
-import { repair } from '../agent/cloud-jobs.js';
-import { replicate } from '../agent/replication.js';
 import { writeSecretFile } from '../agent/secret-file.js';
-import { gateStatus, register } from '../agent/vault.js';
 import { OPERATIONS } from '../cloud/gate.js';
-import { createVaultCredentials } from '../cloud/vault-credentials.js';
 import { StrataError } from '../errors.js';
 import { formatBytes, formatTime } from './format.js';
 import { EXIT, common, type CommandRegistrar, type CommonOptions } from './invocation.js';
+
+// Loaded by the command that runs them (cli/commands.ts: start-up time).
+const vaultJobs = () => import('../agent/vault.js');
 
 const OP_NAMES: Record<string, string> = {
   'backup-cloud': 'backup to Azure',
@@ -40,7 +39,7 @@ export const registerCloudCommands: CommandRegistrar = (program, inv, setExit) =
       }
       const validDays = Number(opts['validDays']);
       if (!Number.isFinite(validDays)) throw new StrataError('STRATA_USAGE', `--valid-days must be a number (got ${opts['validDays']})`, { kind: 'usage' });
-      const xml = createVaultCredentials({
+      const xml = (await import('../cloud/vault-credentials.js')).createVaultCredentials({
         endpoint: opts['endpoint']!,
         container: opts['container']!,
         validDays,
@@ -61,7 +60,7 @@ export const registerCloudCommands: CommandRegistrar = (program, inv, setExit) =
     .option('--server-id <id>', 'take over the identity of a server already in the vault (recovery onto new hardware)')
     .action(async (opts: CommonOptions & { vaultCredentials: string; serverId?: string }) => {
       const ctx = inv.context(opts);
-      const reg = await register(ctx, opts.vaultCredentials, opts.serverId ? { serverId: opts.serverId } : {});
+      const reg = await (await vaultJobs()).register(ctx, opts.vaultCredentials, opts.serverId ? { serverId: opts.serverId } : {});
       inv.print(opts, reg, () =>
         [
           `registered server ${reg.serverId} to vault ${reg.vaultName} (${reg.vaultId})`,
@@ -76,7 +75,7 @@ export const registerCloudCommands: CommandRegistrar = (program, inv, setExit) =
     .option('--no-probe', 'do not contact the vault; report from the stored state')
     .action(async (opts: CommonOptions & { probe?: boolean }) => {
       const ctx = inv.context(opts);
-      const status = await gateStatus(ctx, { probe: opts.probe !== false });
+      const status = await (await vaultJobs()).gateStatus(ctx, { probe: opts.probe !== false });
       inv.print(opts, status, () =>
         [
           `registered:    ${status.registered ? `yes, server ${status.serverId} in vault ${status.vault?.vaultName}` : 'no'}`,
@@ -95,7 +94,7 @@ export const registerCloudCommands: CommandRegistrar = (program, inv, setExit) =
       const progress = inv.progress(opts);
       let r;
       try {
-        r = await replicate(ctx, { onProgress: (p) => progress.update({ label: 'upload', done: p.bytesDone, total: p.bytesTotal, unit: 'bytes' }) });
+        r = await (await import('../agent/replication.js')).replicate(ctx, { onProgress: (p) => progress.update({ label: 'upload', done: p.bytesDone, total: p.bytesTotal, unit: 'bytes' }) });
       } finally {
         progress.stop();
       }
@@ -112,7 +111,7 @@ export const registerCloudCommands: CommandRegistrar = (program, inv, setExit) =
     .description('heal each copy from the other: damaged or lost packs on disk come back from the vault; ones missing in the vault are uploaded again')
     .action(async (opts: CommonOptions) => {
       const ctx = inv.context(opts);
-      const r = await repair(ctx);
+      const r = await (await import('../agent/cloud-jobs.js')).repair(ctx);
       inv.print(opts, r, () =>
         [
           ...(r.descriptionRestored.length ? [`restored from the vault: ${r.descriptionRestored.join(', ')}`] : []),

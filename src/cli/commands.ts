@@ -4,23 +4,19 @@ import { Command, CommanderError, Option } from 'commander';
 export { EXIT } from './invocation.js';
 import { readFileSync } from 'node:fs';
 import { errorChain } from '../agent/log.js';
-import {
-  changePassphrase,
-  initPool,
-  listRecoveryPoints,
-  rebuildCatalogFromDisk,
-  runBackup,
-  runCheck,
-  runRestore,
-} from '../agent/jobs.js';
+// The job modules (and what they import) are loaded by the command that runs them, so that
+// `strata --version`, `--help` and a disk-only job never load the cloud side.
+import type * as Jobs from '../agent/jobs.js';
+import type * as CloudJobs from '../agent/cloud-jobs.js';
+const jobs = () => import('../agent/jobs.js');
+const cloudJobs = () => import('../agent/cloud-jobs.js');
+const daemonClient = () => import('../agent/control-client.js');
 import { generatePassphrase, readPassphraseFile } from '../crypto/passphrase.js';
 import { StrataError, toStrataError } from '../errors.js';
 import type { ConflictPolicy } from '../replica/restore.js';
 import { formatBytes, formatDuration, formatTime, table } from './format.js';
 import { registerCloudCommands } from './cloud-commands.js';
 import { registerDaemonCommands } from './daemon-commands.js';
-import { tryDaemon } from '../agent/control-client.js';
-import { checkCloud, listVaultRecoveryPoints, rebuildCatalogFromCloud, restoreFromCloud } from '../agent/cloud-jobs.js';
 import { EXIT, Invocation, common, defaultIo, type CommandRegistrar, type CommonOptions, type Io } from './invocation.js';
 
 /** Command modules beyond the core ones; each adds its commands to the program. */
@@ -43,7 +39,7 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
     .option('--generate-passphrase', 'generate a strong passphrase and write it to the passphrase file (0600)')
     .action(async (opts: CommonOptions & { generatePassphrase?: boolean }) => {
       const ctx = inv.context(opts);
-      const r = await initPool(ctx, { generatePassphrase: opts.generatePassphrase ?? false });
+      const r = await (await jobs()).initPool(ctx, { generatePassphrase: opts.generatePassphrase ?? false });
       inv.print(opts, r, () =>
         [
           `created storage pool ${r.poolId} at ${r.pool}`,
@@ -65,8 +61,9 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
       const failedFiles: string[] = [];
       let result;
       try {
-        result = await tryDaemon<Awaited<ReturnType<typeof runBackup>>>(inv, opts, { backup: { group, path: opts.path, exclude: opts.exclude, to: opts.to as 'disk' } }, (p) => progress.update(p));
-        result ??= await runBackup(ctx, {
+        result = await (await daemonClient()).tryDaemon<Awaited<ReturnType<typeof Jobs.runBackup>>>(inv, opts, { backup: { group, path: opts.path, exclude: opts.exclude, to: opts.to as 'disk' } }, (p) => progress.update(p));
+        if (!result) ctx.prefetchPool();
+        result ??= await (await jobs()).runBackup(ctx, {
           ...(group !== undefined ? { group } : {}),
           ...(opts.path !== undefined ? { path: opts.path } : {}),
           ...(opts.exclude ? { exclude: opts.exclude } : {}),
@@ -111,8 +108,8 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
     .action(async (group: string | undefined, opts: CommonOptions & { server?: string; passphraseFile?: string }) => {
       const ctx = inv.context(opts);
       const rows = opts.server
-        ? await listVaultRecoveryPoints(ctx, { serverId: opts.server, ...(opts.passphraseFile ? { passphraseFile: opts.passphraseFile } : {}), ...(group !== undefined ? { group } : {}) })
-        : await listRecoveryPoints(ctx, group === undefined ? {} : { group });
+        ? await (await cloudJobs()).listVaultRecoveryPoints(ctx, { serverId: opts.server, ...(opts.passphraseFile ? { passphraseFile: opts.passphraseFile } : {}), ...(group !== undefined ? { group } : {}) })
+        : await (await jobs()).listRecoveryPoints(ctx, group === undefined ? {} : { group });
       inv.print(opts, rows, () =>
         rows.length === 0
           ? 'no recovery points'
@@ -138,9 +135,12 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
       const progress = inv.progress(opts);
       let r;
       try {
+        const viaDaemon =
+          opts.from === 'disk' ? await (await daemonClient()).tryDaemon<Awaited<ReturnType<typeof Jobs.runRestore>>>(inv, opts, { restore: { recoveryPoint: rp, target: opts.target, onConflict: opts.onConflict ?? 'error', item: opts.item, group: opts.group } }, (p) => progress.update(p)) : null;
+        if (!viaDaemon && opts.from === 'disk') ctx.prefetchPool();
         r =
-          (opts.from === 'disk' ? await tryDaemon<Awaited<ReturnType<typeof runRestore>>>(inv, opts, { restore: { recoveryPoint: rp, target: opts.target, onConflict: opts.onConflict ?? 'error', item: opts.item, group: opts.group } }, (p) => progress.update(p)) : null) ??
-          await (opts.from === 'cloud' ? restoreFromCloud : runRestore)(ctx, {
+          viaDaemon ??
+          await (opts.from === 'cloud' ? (await cloudJobs()).restoreFromCloud : (await jobs()).runRestore)(ctx, {
           ...(opts.server ? { serverId: opts.server } : {}),
           ...(opts.passphraseFile ? { passphraseFile: opts.passphraseFile } : {}),
           recoveryPoint: rp,
@@ -170,14 +170,15 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
     .action(async (opts: CommonOptions & { readData?: boolean; cloud?: boolean }) => {
       const ctx = inv.context(opts);
       const progress = inv.progress(opts);
-      let report: Awaited<ReturnType<typeof runCheck>> & { cloud?: Awaited<ReturnType<typeof checkCloud>> };
+      let report: Awaited<ReturnType<typeof Jobs.runCheck>> & { cloud?: Awaited<ReturnType<typeof CloudJobs.checkCloud>> };
       try {
-        report = await runCheck(ctx, {
+        ctx.prefetchPool();
+        report = await (await jobs()).runCheck(ctx, {
           readData: opts.readData ?? false,
           onProgress: (p) => progress.update({ label: `check: ${p.phase}`, done: p.done, total: p.total, unit: 'items' }),
         });
         if (opts.cloud) {
-          const cloud = await checkCloud(ctx, { readData: opts.readData ?? false });
+          const cloud = await (await cloudJobs()).checkCloud(ctx, { readData: opts.readData ?? false });
           report = { ...report, ok: report.ok && cloud.ok, cloud };
         }
       } finally {
@@ -188,7 +189,7 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
           `checked ${report.recoveryPoints} recovery points, ${report.packs} packs, ${report.blobs} blobs${opts.readData ? `, read ${formatBytes(report.bytesRead)}` : ''}`,
         ];
         if (report.unreferencedPacks.length) lines.push(`${report.unreferencedPacks.length} pack(s) not referenced by any index (left by an interrupted backup; prune removes them)`);
-        const cloud = (report as { cloud?: Awaited<ReturnType<typeof checkCloud>> }).cloud;
+        const cloud = (report as { cloud?: Awaited<ReturnType<typeof CloudJobs.checkCloud>> }).cloud;
         if (cloud) {
           lines.push(`vault: checked ${cloud.recoveryPoints} recovery points, ${cloud.packs} packs, ${cloud.blobs} blobs${opts.readData ? `, read ${formatBytes(cloud.bytesRead)}` : ''}`);
           for (const p of cloud.problems) lines.push(`DAMAGED in the vault: ${p.kind} ${p.object}: ${p.problem}${p.affectedCount ? ` (affects ${p.affected.join(', ')})` : ''}`);
@@ -217,13 +218,13 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
     .action(async (opts: CommonOptions & { from: string; server?: string; passphraseFile?: string }) => {
       const ctx = inv.context(opts);
       if (opts.from === 'cloud') {
-        const c = await rebuildCatalogFromCloud(ctx, { ...(opts.server ? { serverId: opts.server } : {}), ...(opts.passphraseFile ? { passphraseFile: opts.passphraseFile } : {}) });
+        const c = await (await cloudJobs()).rebuildCatalogFromCloud(ctx, { ...(opts.server ? { serverId: opts.server } : {}), ...(opts.passphraseFile ? { passphraseFile: opts.passphraseFile } : {}) });
         inv.print(opts, c, () =>
           [`catalog rebuilt from the vault (server ${c.serverId}): ${c.recoveryPoints} recovery points, ${c.packs} packs`, ...c.unreadable.map((u) => `  unreadable: ${u}`)].join('\n'),
         );
         return;
       }
-      const r = await rebuildCatalogFromDisk(ctx);
+      const r = await (await jobs()).rebuildCatalogFromDisk(ctx);
       inv.print(opts, r, () =>
         [`catalog rebuilt from ${ctx.config.pool}: ${r.recoveryPoints} recovery points, ${r.packs} packs`, ...r.unreadable.map((u) => `  unreadable: ${u} (run strata check)`)].join('\n'),
       );
@@ -241,7 +242,7 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
       if (opts.generate) newPassphrase = generatePassphrase();
       else if (opts.newPassphraseFile) newPassphrase = readPassphraseFile(opts.newPassphraseFile).passphrase;
       else throw new StrataError('STRATA_USAGE', 'give the new passphrase with --new-passphrase-file FILE, or --generate', { kind: 'usage' });
-      const r = await changePassphrase(ctx, { newPassphrase });
+      const r = await (await jobs()).changePassphrase(ctx, { newPassphrase });
       inv.print(opts, { slot: r.slot, removedSlot: r.removed, passphraseFile: ctx.config.passphraseFile, vaultUpdated: r.vaultUpdated }, () =>
         [
           `passphrase changed: new key slot ${r.slot.slice(0, 12)}, old slot ${r.removed.slice(0, 12)} removed${r.vaultUpdated ? ' (in the vault too)' : ''}; ${ctx.config.passphraseFile} now holds the new passphrase`,

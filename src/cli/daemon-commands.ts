@@ -3,16 +3,15 @@ import type { Command } from 'commander';
 import { createInterface } from 'node:readline/promises';
 import { processClock } from '../clock.js';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
-import { ControlClient } from '../agent/control-client.js';
-import { startDaemon } from '../agent/daemon.js';
-import { failedFilesOf, type JobEvent, type JobView } from '../agent/job-runner.js';
-import { runPrune, type PruneJobResult } from '../agent/prune.js';
-import { scaledClock } from '../agent/scheduler-runner.js';
-import { applySetup, checkPrerequisites, describePlan } from '../agent/setup.js';
+import type { ControlClient } from '../agent/control-client.js';
+import type { JobEvent, JobView } from '../agent/job-runner.js';
+import type { PruneJobResult } from '../agent/prune.js';
 import type { JobRow } from '../catalog/catalog.js';
 import { StrataError } from '../errors.js';
 import { formatBytes, formatDuration, formatTime, table } from './format.js';
 import { EXIT, common, type CommandRegistrar, type CommonOptions, type Invocation } from './invocation.js';
+
+const jobRunner = () => import('../agent/job-runner.js');
 
 export const registerDaemonCommands: CommandRegistrar = (program, inv, setExit) => {
   daemonCommand(program, inv);
@@ -30,6 +29,8 @@ function daemonCommand(program: Command, inv: Invocation): void {
       const clock = processClock();
       // Test-only: STRATA_SCHEDULE_SCALE=N reads schedules on a clock N times faster (a 15-minute schedule every 15/N minutes).
       const scale = Number(process.env['STRATA_SCHEDULE_SCALE'] ?? 1);
+      const { startDaemon } = await import('../agent/daemon.js');
+      const { scaledClock } = await import('../agent/scheduler-runner.js');
       const handle = await startDaemon(config, { clock, ...(scale > 0 && scale !== 1 ? { scheduleClock: scaledClock(clock, scale) } : {}) });
       const onSignal = (sig: string) => void handle.stop(sig);
       process.once('SIGTERM', onSignal);
@@ -54,6 +55,7 @@ function setupCommand(program: Command, inv: Invocation): void {
     .option('--generate-passphrase', 'generate a strong passphrase into the passphrase file (when it does not exist)')
     .action(async (opts: CommonOptions & { yes?: boolean; generatePassphrase?: boolean }) => {
       // The checks only read: the context (whose log creates the state directory) is opened after them.
+      const { checkPrerequisites, describePlan } = await import('../agent/setup.js');
       const plan = await checkPrerequisites(loadConfig(resolveConfigPath(opts.config)));
       if (!opts.json) inv.io.out(describePlan(plan));
       if (!plan.ok) {
@@ -78,7 +80,7 @@ function setupCommand(program: Command, inv: Invocation): void {
         }
       }
       const ctx = inv.context(opts);
-      const r = await applySetup(ctx, plan, { generatePassphrase: opts.generatePassphrase ?? false });
+      const r = await (await import('../agent/setup.js')).applySetup(ctx, plan, { generatePassphrase: opts.generatePassphrase ?? false });
       inv.print(opts, r, () =>
         [
           '',
@@ -113,11 +115,11 @@ function pruneCommand(program: Command, inv: Invocation): void {
       const progress = inv.progress(opts);
       let r: PruneJobResult;
       try {
-        const client = ControlClient.forConfig(ctx.config);
+        const client = (await import('../agent/control-client.js')).ControlClient.forConfig(ctx.config);
         const viaDaemon = process.env['STRATA_NO_DAEMON'] !== '1' && (await client.available());
         r = viaDaemon
           ? await client.runJob<PruneJobResult>('/prune', { dryRun: opts.dryRun ?? false }, (p) => progress.update(p))
-          : await runPrune(ctx, { dryRun: opts.dryRun ?? false, onProgress: (p) => progress.update({ label: `prune: ${p.phase}`, done: p.done, total: p.total, unit: 'items' }) });
+          : await (await import('../agent/prune.js')).runPrune(ctx, { dryRun: opts.dryRun ?? false, onProgress: (p) => progress.update({ label: `prune: ${p.phase}`, done: p.done, total: p.total, unit: 'items' }) });
       } finally {
         progress.stop();
       }
@@ -139,7 +141,7 @@ function jobsCommand(program: Command, inv: Invocation, setExit: (code: number) 
     .option('--limit <n>', 'how many jobs to list', '30')
     .action(async (id: string | undefined, opts: CommonOptions & { follow?: boolean; limit: string }) => {
       const ctx = inv.context(opts);
-      const client = ControlClient.forConfig(ctx.config);
+      const client = (await import('../agent/control-client.js')).ControlClient.forConfig(ctx.config);
       const limit = Number(opts.limit);
       if (!Number.isSafeInteger(limit) || limit < 1) throw new StrataError('STRATA_USAGE', '--limit must be a positive integer', { kind: 'usage' });
       if (id !== undefined && !/^\d+$/.test(id)) throw new StrataError('STRATA_USAGE', `job id "${id}" is not a number; list jobs with 'strata jobs'`, { kind: 'usage' });
@@ -148,6 +150,7 @@ function jobsCommand(program: Command, inv: Invocation, setExit: (code: number) 
         return;
       }
       const daemon = await client.available();
+      const { failedFilesOf } = await jobRunner();
       const fromRow = (row: JobRow): JobView => ({ ...row, trigger: null, live: false, current: null, failedFiles: failedFilesOf(row.result) });
       const fromCatalog = (): JobView[] => ctx.catalog().jobs(limit).map(fromRow);
       if (id !== undefined) {
@@ -196,7 +199,7 @@ async function followJobs(inv: Invocation, opts: CommonOptions, client: ControlC
     const ended = end as Extract<JobEvent, { type: 'end' }> | null;
     if (!ended) throw new StrataError('STRATA_DAEMON_UNREACHABLE', `the daemon closed the connection before job ${jobId} ended; see 'strata jobs ${jobId}'`, { kind: 'failed' });
     if (!opts.json) {
-      const failed = failedFilesOf(ended.result);
+      const failed = (await jobRunner()).failedFilesOf(ended.result);
       inv.io.out([`job ${jobId}: ${ended.state}${ended.error ? `: ${ended.error.message}` : ''}`, ...failed.slice(0, 50).map((f) => `  failed: ${f}`)].join('\n'));
     }
     if (ended.state === 'failed' || ended.state === 'interrupted') setExit(EXIT.failed);
@@ -208,7 +211,7 @@ function statusCommand(program: Command, inv: Invocation): void {
     .description("the daemon's state: pid, uptime, running jobs and the next scheduled runs")
     .action(async (opts: CommonOptions) => {
       const ctx = inv.context(opts);
-      const client = ControlClient.forConfig(ctx.config);
+      const client = (await import('../agent/control-client.js')).ControlClient.forConfig(ctx.config);
       // No daemon: one clear line, STRATA_DAEMON_NOT_RUNNING (or STRATA_DAEMON_UNREACHABLE), from the client.
       const s = await client.request<{
         daemon: { pid: number; uptimeMs: number; stateDir: string; socket: string };

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { appendFile, lstat, mkdir, mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -92,6 +92,59 @@ describe('backup pipeline', () => {
     await writeFile(path.join(src, 'late'), 'x');
     const done = await backupDirectory(pool, catalog, { group: '', source: src, host: 'h', clock: systemClock });
     expect(done.manifest.stats.files).toBe(31);
+    catalog.close();
+  });
+
+  it('keeps the file-metadata cache exact across backups: unchanged files skipped, changed and new ones read, gone ones dropped', async () => {
+    const src = path.join(dir, 'src');
+    await writeTree(src, {
+      keep: { a: text(1, 5000), b: bytes(2, 30_000) },
+      change: { c: text(3, 4000), d: text(4, 4000) },
+      gone: { e: text(5, 100), sub: { f: text(6, 100) } },
+      top: text(7, 10),
+      first: bytes(8, 20_000),
+      second: { hardlink: 'first' },
+      becomesDir: text(9, 10),
+    } as never);
+    const { pool, catalog } = await setup();
+    const key = '\u0000' + src;
+    /** What the cache must hold: every regular file but later hard links, with its current metadata. */
+    const expectCache = async (paths: string[]) => {
+      const cache = catalog.loadFileCache(key);
+      expect([...cache.keys()].sort()).toEqual([...paths].sort());
+      for (const p of paths) {
+        const st = await lstat(path.join(src, p), { bigint: true });
+        const e = cache.get(p)!;
+        expect([e.size, e.mtimeNs, e.ctimeNs, e.inode]).toEqual([Number(st.size), st.mtimeNs.toString(), st.ctimeNs.toString(), st.ino.toString()]);
+      }
+    };
+    const run = () => backupDirectory(pool, catalog, { group: '', source: src, host: 'h', clock: systemClock, workers: 0 });
+
+    const r1 = await run();
+    expect(r1.manifest.stats.filesRead).toBe(9); // not the second hard link
+    await expectCache(['keep/a', 'keep/b', 'change/c', 'change/d', 'gone/e', 'gone/sub/f', 'top', 'first', 'becomesDir']);
+
+    await appendFile(path.join(src, 'change/c'), 'more');
+    await writeFile(path.join(src, 'change/new'), 'new file');
+    await unlink(path.join(src, 'change/d'));
+    await rm(path.join(src, 'gone'), { recursive: true });
+    await unlink(path.join(src, 'becomesDir'));
+    await mkdir(path.join(src, 'becomesDir'));
+    await writeFile(path.join(src, 'becomesDir/inner'), 'inner');
+    const r2 = await run();
+    expect(r2.manifest.stats.filesRead).toBe(3); // change/c, change/new, becomesDir/inner
+    await expectCache(['keep/a', 'keep/b', 'change/c', 'change/new', 'top', 'first', 'becomesDir/inner']);
+
+    const r3 = await run();
+    expect(r3.manifest.stats.filesRead).toBe(0);
+    expect(r3.manifest.tree).toBe(r2.manifest.tree);
+    await expectCache(['keep/a', 'keep/b', 'change/c', 'change/new', 'top', 'first', 'becomesDir/inner']);
+
+    // A file whose content is no longer known is read again, even with the same metadata.
+    catalog.db.exec('DELETE FROM blobs');
+    const r4 = await run();
+    expect(r4.manifest.stats.filesRead).toBe(7);
+    await expectCache(['keep/a', 'keep/b', 'change/c', 'change/new', 'top', 'first', 'becomesDir/inner']);
     catalog.close();
   });
 });

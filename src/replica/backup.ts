@@ -2,7 +2,7 @@
 // the index segment and the manifest, in that order (DESIGN.md: write order).
 import { promises as fs, type BigIntStats } from 'node:fs';
 import type { BlobIdSet } from '../catalog/blob-id-set.js';
-import type { Catalog, FileCacheEntry } from '../catalog/catalog.js';
+import { fileCacheContent, fileCacheData, fileCacheMatches, FILE_CACHE_HEADER, type Catalog, type FileCacheUpdate } from '../catalog/catalog.js';
 import type { Clock } from '../clock.js';
 import { crashPoint } from '../crash.js';
 import { gearTable } from '../crypto/hash.js';
@@ -115,6 +115,13 @@ interface Scan {
   error: unknown;
 }
 
+/** The file-metadata cache entries of the directory being walked. */
+interface DirCache {
+  dir: string;
+  /** name → the stored entry (catalog.ts fileCacheData). */
+  old: Map<string, Buffer>;
+}
+
 /** A tree node still being produced: the walk goes on while files are read and subtrees stored. */
 type PendingNode = TreeNode | Promise<TreeNode | null>;
 
@@ -138,8 +145,12 @@ class BackupRun {
   readonly catalog: Catalog;
   readonly options: BackupOptions;
   readonly known: BlobIdSet;
-  readonly oldCache: Map<string, FileCacheEntry>;
-  readonly newCache = new Map<string, FileCacheEntry>();
+  /** The file-metadata cache's key for this source. */
+  readonly cacheSource: string;
+  /** Changes to the cache (new, changed and dropped entries), applied with the recovery point. */
+  readonly cacheUpdate: FileCacheUpdate;
+  /** Directories walked (relative): the cache entries of any other directory are dropped at commit. */
+  readonly walkedDirs = new Set<string>();
   readonly hardlinks = new Map<string, HardlinkSeen>();
   readonly warnings: { seq: number; text: string }[] = [];
   readonly packer: Packer;
@@ -177,7 +188,8 @@ class BackupRun {
     this.options = options;
     this.root = options.snapshotDir ?? options.source;
     this.known = catalog.knownBlobIds();
-    this.oldCache = catalog.loadFileCache(cacheKey(options));
+    this.cacheSource = cacheKey(options);
+    this.cacheUpdate = catalog.fileCacheUpdate(this.cacheSource);
     this.excluded = excluder(options.exclude ?? []);
     this.packer = new Packer(pool.store, {
       encKey: pool.keys.encKey,
@@ -206,6 +218,14 @@ class BackupRun {
   }
 
   async run(): Promise<BackupResult> {
+    try {
+      return await this.#run();
+    } finally {
+      this.cacheUpdate.discard();
+    }
+  }
+
+  async #run(): Promise<BackupResult> {
     const { options } = this;
     const started = options.clock.now();
     let rootStat: BigIntStats;
@@ -293,7 +313,7 @@ class BackupRun {
         stats: { ...manifest.stats },
         warnings: manifest.warnings,
       });
-      this.catalog.replaceFileCache(cacheKey(options), this.newCache);
+      this.cacheUpdate.commit(this.walkedDirs);
     });
     return { id, manifest };
   }
@@ -386,6 +406,11 @@ class BackupRun {
     throwIfAborted(this.#abort.signal);
     this.stats.dirs++;
     const { entries, error } = await (listed ?? this.#scan(abs, rel));
+    // This directory's cache entries: each file entry decides about its own (kept, replaced or
+    // dropped); entries no longer a file here are dropped below.
+    this.walkedDirs.add(rel);
+    const cache: DirCache = { dir: rel, old: this.catalog.fileCacheDir(this.cacheSource, rel) };
+    const fileNames = cache.old.size > 0 ? new Set<string>() : null;
     if (error) this.#warn(rel, `cannot list directory: ${errCode(error)}`, ++this.#seq);
     // List the next few subdirectories while this one is walked. That pays only while listings wait
     // on the disk: from the cache a listing is immediate, and listed early it would only be held longer.
@@ -418,7 +443,8 @@ class BackupRun {
         ahead.delete(i);
         nodes.push(quiet(sub.tree.then((subtree): TreeNode => ({ ...meta, type: 'dir', subtree }))));
       } else if (cst.kind === 'file') {
-        nodes.push((await this.#file(e.abs, e.rel, cst, meta, seq)).node);
+        fileNames?.add(e.name);
+        nodes.push((await this.#file(e.abs, e.rel, cst, meta, seq, cache)).node);
       } else if (cst.kind === 'symlink') {
         try {
           const target = await fs.readlink(e.abs);
@@ -431,6 +457,7 @@ class BackupRun {
         this.#warn(e.rel, `skipped: a ${cst.kind} cannot be backed up`, seq);
       }
     }
+    if (fileNames) for (const name of cache.old.keys()) if (!fileNames.has(name)) this.cacheUpdate.delete(rel, name);
     const tree = quiet(Promise.all(nodes).then((done) => this.#storeTree(done.filter((n): n is TreeNode => n !== null))));
     return { tree };
   }
@@ -447,7 +474,7 @@ class BackupRun {
   }
 
   /** Hands a file to the pipeline unless the cache or an earlier hard link already has its content. */
-  async #file(abs: string, rel: string, st: EntryStat, meta: Omit<TreeNode, 'type'>, seq: number): Promise<{ node: PendingNode }> {
+  async #file(abs: string, rel: string, st: EntryStat, meta: Omit<TreeNode, 'type'>, seq: number, cache: DirCache): Promise<{ node: PendingNode }> {
     const size = Number(st.size);
     const node: TreeNode = { name: meta.name, type: 'file', mode: meta.mode, uid: meta.uid, gid: meta.gid, mtimeNs: meta.mtimeNs, size, content: [] };
     this.progress.currentPath = rel;
@@ -457,7 +484,8 @@ class BackupRun {
       if (seen) {
         const later = quiet(
           seen.done.then(async (first) => {
-            if (!first) return (await this.#read(abs, rel, st, node, seq, linkKey)).node; // the first link could not be read: this one stands alone
+            if (!first) return (await this.#read(abs, rel, st, node, seq, linkKey, cache)).node; // the first link could not be read: this one stands alone
+            if (cache.old.has(node.name)) this.cacheUpdate.delete(cache.dir, node.name); // a later link is never cached
             node.linkGroup = seen.relPath;
             node.content = first.content;
             node.size = first.size;
@@ -468,17 +496,9 @@ class BackupRun {
         return { node: later };
       }
     }
-    const cached = this.oldCache.get(rel);
-    if (
-      cached &&
-      cached.size === size &&
-      cached.mtimeNs === meta.mtimeNs &&
-      cached.ctimeNs === st.ctimeNs.toString() &&
-      cached.inode === st.ino.toString() &&
-      cached.content.every((id) => this.known.hasHex(id))
-    ) {
-      node.content = cached.content;
-      this.newCache.set(rel, cached);
+    const cached = cache.old.get(meta.name);
+    if (cached && fileCacheMatches(cached, st) && this.#allKnown(cached)) {
+      node.content = fileCacheContent(cached);
       if (linkKey) {
         node.linkGroup = rel;
         this.hardlinks.set(linkKey, { relPath: rel, done: Promise.resolve({ content: node.content, size }) });
@@ -486,13 +506,13 @@ class BackupRun {
       this.#counted(node);
       return { node };
     }
-    return this.#read(abs, rel, st, node, seq, linkKey);
+    return this.#read(abs, rel, st, node, seq, linkKey, cache);
   }
 
   /** Queues a file for reading (waiting while the pipeline is full); the node completes when its content is stored. */
-  async #read(abs: string, rel: string, st: EntryStat, node: TreeNode, seq: number, linkKey: string | null): Promise<{ node: Promise<TreeNode | null> }> {
+  async #read(abs: string, rel: string, st: EntryStat, node: TreeNode, seq: number, linkKey: string | null, cache: DirCache): Promise<{ node: Promise<TreeNode | null> }> {
     const { outcome } = await (await this.#stage()).submit(abs, Number(st.size));
-    const done = quiet(outcome.then((o) => this.#readDone(rel, st, node, seq, o)));
+    const done = quiet(outcome.then((o) => this.#readDone(rel, st, node, seq, o, cache)));
     if (linkKey) {
       node.linkGroup = rel;
       this.hardlinks.set(linkKey, { relPath: rel, done: done.then((n) => (n ? { content: n.content!, size: n.size! } : null)) });
@@ -500,8 +520,9 @@ class BackupRun {
     return { node: done };
   }
 
-  #readDone(rel: string, before: EntryStat, node: TreeNode, seq: number, o: FileOutcome): TreeNode | null {
+  #readDone(rel: string, before: EntryStat, node: TreeNode, seq: number, o: FileOutcome, cache: DirCache): TreeNode | null {
     if (o.error) {
+      if (cache.old.has(node.name)) this.cacheUpdate.delete(cache.dir, node.name);
       this.#warn(rel, o.error, seq);
       return null;
     }
@@ -513,13 +534,21 @@ class BackupRun {
     node.content = o.content;
     node.size = o.size;
     if (!changed) {
-      this.newCache.set(rel, { size: Number(before.size), mtimeNs: before.mtimeNs.toString(), ctimeNs: before.ctimeNs.toString(), inode: before.ino.toString(), content: o.content });
+      this.cacheUpdate.put(cache.dir, node.name, fileCacheData({ size: before.size, mtimeNs: before.mtimeNs, ctimeNs: before.ctimeNs, inode: before.ino, content: o.content }));
+    } else if (cache.old.has(node.name)) {
+      this.cacheUpdate.delete(cache.dir, node.name);
     }
     this.stats.files++;
     this.stats.bytes += o.size;
     this.progress.files++;
     this.#report();
     return node;
+  }
+
+  /** True when every content id of a cached entry is still in the pool. */
+  #allKnown(data: Buffer): boolean {
+    for (let off = FILE_CACHE_HEADER; off < data.length; off += 32) if (!this.known.hasAt(data, off)) return false;
+    return true;
   }
 
   /** Counts a file whose content came from the cache. */

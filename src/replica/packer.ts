@@ -112,7 +112,8 @@ export class Packer {
         crashPoint('pack-written');
         this.bytesWritten += data.length;
         if (this.#options.retain ?? true) this.#written.push(pack);
-        if (this.#spare.length < (this.#options.maxInFlight ?? 2)) this.#spare.push(buf);
+        // One spare is enough to start the next pack without allocating (each is a pack's worth of memory).
+        if (this.#spare.length < 1) this.#spare.push(buf);
         this.#options.onPackWritten?.(pack);
       })
       .catch((err: unknown) => {

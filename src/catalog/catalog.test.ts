@@ -1,0 +1,124 @@
+import Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Catalog, fileCacheContent, fileCacheData, fileCacheMatches, type FileCacheEntry } from './catalog.js';
+import { MIGRATIONS } from './migrations.js';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'strata-catalog-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const id = (n: number) => Buffer.alloc(32, n).toString('hex');
+const entry = (n: number, content = [id(n)]): FileCacheEntry => ({ size: n, mtimeNs: `${1_700_000_000_000_000_000n + BigInt(n)}`, ctimeNs: `${n * 7}`, inode: `${n + 100}`, content });
+
+describe('file-metadata cache', () => {
+  it('stores an entry as one blob and matches it only against the same size, mtime, ctime and inode', () => {
+    const e = entry(5, [id(1), id(2)]);
+    const data = fileCacheData(e);
+    const st = { size: 5n, mtimeNs: BigInt(e.mtimeNs), ctimeNs: 35n, ino: 105n };
+    expect(fileCacheMatches(data, st)).toBe(true);
+    expect(fileCacheContent(data)).toEqual([id(1), id(2)]);
+    for (const k of ['size', 'mtimeNs', 'ctimeNs', 'ino'] as const) expect(fileCacheMatches(data, { ...st, [k]: st[k] + 1n })).toBe(false);
+    expect(fileCacheContent(fileCacheData(entry(0, [])))).toEqual([]);
+  });
+
+  it('an update writes only what it staged, drops directories not kept, and leaves other sources alone', () => {
+    const c = Catalog.open(path.join(dir, 'catalog.db'));
+    const before = new Map<string, FileCacheEntry>();
+    // More rows than one staging batch, in several directories.
+    for (let i = 0; i < 3000; i++) before.set(`d${i % 5}/f${i}`, entry(i));
+    before.set('top', entry(9));
+    c.replaceFileCache('src', before);
+    c.replaceFileCache('other', new Map([['d0/f0', entry(1)]]));
+    expect(c.loadFileCache('src')).toEqual(before);
+    expect(c.fileCacheDirs('src').sort()).toEqual(['', 'd0', 'd1', 'd2', 'd3', 'd4']);
+    expect(c.fileCacheDir('src', 'd1').size).toBe(600);
+
+    const u = c.fileCacheUpdate('src');
+    const expected = new Map(before);
+    for (let i = 0; i < 3000; i += 3) {
+      if (i % 5 === 4) continue; // directory d4 goes as a whole
+      u.put(`d${i % 5}`, `f${i}`, entry(i + 1));
+      expected.set(`d${i % 5}/f${i}`, entry(i + 1));
+    }
+    u.put('d0', 'new', entry(42));
+    expected.set('d0/new', entry(42));
+    u.delete('d1', 'f1');
+    expected.delete('d1/f1');
+    u.put('d2', 'f2', entry(7)); // then deleted: the last change wins
+    u.delete('d2', 'f2');
+    expected.delete('d2/f2');
+    for (const k of [...expected.keys()]) if (k.startsWith('d4/')) expected.delete(k);
+    // Nothing changes before commit.
+    expect(c.loadFileCache('src')).toEqual(before);
+    c.transaction(() => u.commit(new Set(['', 'd0', 'd1', 'd2', 'd3'])));
+    u.discard();
+    expect(c.loadFileCache('src')).toEqual(expected);
+    expect(c.loadFileCache('other')).toEqual(new Map([['d0/f0', entry(1)]]));
+
+    // Discarded without commit: no change.
+    const v = c.fileCacheUpdate('src');
+    for (let i = 0; i < 2000; i++) v.delete('d0', `f${i * 5}`);
+    v.discard();
+    expect(c.loadFileCache('src')).toEqual(expected);
+    c.close();
+  });
+
+  it('migration 3 converts the old cache rows (path, JSON content) and drops a row it cannot convert', () => {
+    const file = path.join(dir, 'old.db');
+    const db = new Database(file);
+    for (let v = 0; v < 2; v++) db.exec(MIGRATIONS[v]!);
+    db.pragma('user_version = 2');
+    const ins = db.prepare('INSERT INTO file_cache(source, path, size, mtime_ns, ctime_ns, inode, content) VALUES (?, ?, ?, ?, ?, ?, ?)');
+    const rows: [string, FileCacheEntry][] = [
+      ['top.txt', entry(1)],
+      ['a/b/c.txt', entry(2, [id(3), id(4)])],
+      ['a/empty', entry(0, [])],
+      ['a/b/-1', { ...entry(3), mtimeNs: '-5' }],
+    ];
+    for (const [p, e] of rows) ins.run('g\u0000/src', p, e.size, e.mtimeNs, e.ctimeNs, e.inode, JSON.stringify(e.content));
+    ins.run('g\u0000/src', 'a/bad', 1, '1', '1', '1', '["not hex"]');
+    db.close();
+
+    const c = Catalog.open(file);
+    expect(c.db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length);
+    expect(c.loadFileCache('g\u0000/src')).toEqual(new Map(rows));
+    expect(c.fileCacheDir('g\u0000/src', 'a/b').size).toBe(2);
+    c.close();
+  });
+});
+
+describe('blob lookups', () => {
+  it('the bulk index answers as the one-by-one lookup does, and the id set pages through every blob', () => {
+    const c = Catalog.open(path.join(dir, 'catalog.db'));
+    const n = 70_000; // more than one page of knownBlobIds
+    const blobId = (i: number) => createHash('sha256').update(String(i)).digest();
+    const packs = Array.from({ length: 7 }, (_, p) => ({
+      id: Buffer.alloc(32, p + 1).toString('hex'),
+      size: 1 << 24,
+      entries: Array.from({ length: n / 7 }, (_, k) => {
+        const i = p * (n / 7) + k;
+        return { type: i % 2, id: blobId(i), offset: k * 1000 + 2 ** 33, length: 900 + (i % 50), rawLength: 4_000_000 + i, compression: i % 2 };
+      }),
+    }));
+    c.addIndexSegment('seg', packs);
+    const known = c.knownBlobIds();
+    expect(known.size).toBe(n);
+    for (let i = 0; i < n; i += 997) expect(known.has(blobId(i))).toBe(true);
+    expect(known.has(blobId(n + 1))).toBe(false);
+
+    const one = c.blobLookup({ bulkAfter: Number.MAX_SAFE_INTEGER });
+    const bulk = c.blobLookup({ bulkAfter: 3 });
+    for (let i = 0; i < n; i += 211) expect(bulk(blobId(i))).toEqual(one(blobId(i)));
+    expect(bulk(blobId(n + 5))).toBeUndefined();
+    expect(c.blobIndex().size).toBe(n);
+    c.close();
+  });
+});
