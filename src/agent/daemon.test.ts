@@ -105,10 +105,23 @@ describe('startDaemon', () => {
     expect(handle.runner.get(started.jobId)).toMatchObject({ kind: 'check --read-data', state: 'completed', trigger: 'ad hoc', live: false });
   });
 
+  it('keeps what started each job across a restart', async () => {
+    handle = await startDaemon(config, { pruneSchedule: null });
+    const scheduled = await handle.runner.prune({ dryRun: true }, { trigger: 'scheduled' });
+    await scheduled.done;
+    const adHoc = await handle.runner.check({}, { trigger: 'ad hoc' });
+    await adHoc.done;
+    await handle.stop();
+    handle = await startDaemon(config, { pruneSchedule: null });
+    expect(handle.runner.get(scheduled.jobId)).toMatchObject({ kind: 'prune --dry-run', trigger: 'scheduled' });
+    const jobs = await new ControlClient(handle.socketPath).request<{ id: number; trigger: string }[]>('GET', '/jobs');
+    expect(jobs.find((j) => j.id === adHoc.jobId)?.trigger).toBe('ad hoc');
+  });
+
   it('recovers from a crashed daemon: stale pid file replaced, its jobs marked interrupted, old temporary files removed', async () => {
     writeFileSync(pidFileOf(config.stateDir), '999999\n');
     const ctx = new AgentContext(config);
-    const crashed = ctx.catalog().createJob('backup', 'g', Date.now(), 999999);
+    const crashed = ctx.catalog().createJob('backup', 'g', Date.now(), { pid: 999999 });
     ctx.close();
     const packDir = path.join(config.pool, 'packs', 'ab');
     mkdirSync(packDir, { recursive: true });

@@ -5,7 +5,7 @@
 // registration rule) is applied by the jobs themselves (runBackup, runRestore) before they are recorded,
 // so a refused job rejects `backup()`/`restore()` and never appears as started.
 import path from 'node:path';
-import type { JobRow } from '../catalog/catalog.js';
+import type { JobRow, JobTrigger } from '../catalog/catalog.js';
 import { StrataError } from '../errors.js';
 import type { AgentContext } from './context.js';
 import type { CheckReport } from '../replica/check.js';
@@ -13,7 +13,7 @@ import { backupSources, runBackup, runCheck, runRestore, type BackupJobResult, t
 import { errorChain } from './log.js';
 import { runPrune, type DeletedObjects, type PruneJobResult } from './prune.js';
 
-export type Trigger = 'scheduled' | 'ad hoc';
+export type Trigger = JobTrigger;
 
 /** Progress as the CLI's progress reporter shows it, plus the job's own detail. */
 export interface JobProgress {
@@ -40,7 +40,6 @@ export type JobListener = (event: JobEvent) => void;
 
 /** A job as the control API shows it: its catalog row, plus what only the running daemon knows. */
 export interface JobView extends JobRow {
-  trigger: Trigger | null;
   live: boolean;
   /** Live progress while running (else the last progress the catalog recorded). */
   current: JobProgress | null;
@@ -95,8 +94,6 @@ export class JobRunner {
   /** Running jobs by key (a protection group, an ad hoc path, a restore target, or "prune"). */
   readonly #active = new Map<string, LiveJob>();
   readonly #byId = new Map<number, LiveJob>();
-  /** Triggers of the jobs this runner started (the catalog does not record them). */
-  readonly #triggers = new Map<number, Trigger>();
 
   constructor(ctx: AgentContext, options: JobRunnerOptions = {}) {
     this.ctx = ctx;
@@ -118,6 +115,7 @@ export class JobRunner {
     return this.#start(job, () =>
       runBackup(this.ctx, {
         ...req,
+        trigger: job.trigger,
         signal: job.controller.signal,
         onStarted: (id) => this.#started(job, id),
         onProgress: (p) => this.#progress(job, { label: `backup ${p.source}`, done: p.bytes, total: p.totalBytes, unit: 'bytes', detail: p }),
@@ -139,6 +137,7 @@ export class JobRunner {
       runRestore(this.ctx, {
         ...req,
         recoveryPoint: rp.id,
+        trigger: job.trigger,
         signal: job.controller.signal,
         onStarted: (id) => this.#started(job, id),
         onProgress: (p) => this.#progress(job, { label: 'restore', done: p.bytes, total: p.totalBytes, unit: 'bytes', detail: p }),
@@ -153,6 +152,7 @@ export class JobRunner {
     return this.#start(job, () =>
       runCheck(this.ctx, {
         readData,
+        trigger: job.trigger,
         signal: job.controller.signal,
         onStarted: (id) => this.#started(job, id),
         onProgress: (p) => this.#progress(job, { label: `check: ${p.phase}`, done: p.done, total: p.total, unit: 'items', detail: p }),
@@ -168,6 +168,7 @@ export class JobRunner {
     return this.#start(job, () =>
       runPrune(this.ctx, {
         dryRun: req.dryRun ?? false,
+        trigger: job.trigger,
         signal: job.controller.signal,
         onStarted: (id) => this.#started(job, id),
         onProgress: (p) => this.#progress(job, { label: `prune: ${p.phase}`, done: p.done, total: p.total, unit: 'items', detail: p }),
@@ -224,7 +225,6 @@ export class JobRunner {
     const progress = (row.progress ?? null) as (JobProgress & { bytes?: number; totalBytes?: number; source?: string }) | null;
     return {
       ...row,
-      trigger: this.#triggers.get(row.id) ?? null,
       live: Boolean(live),
       current: live?.progress ?? (progress && typeof progress.bytes === 'number' ? { label: `backup ${progress.source ?? ''}`.trim(), done: progress.bytes, total: progress.totalBytes ?? null, unit: 'bytes' } : null),
       failedFiles: live ? [...live.failedFiles] : failedFilesOf(row.result),
@@ -303,8 +303,6 @@ export class JobRunner {
   #started(job: LiveJob, jobId: number): void {
     job.jobId = jobId;
     this.#byId.set(jobId, job);
-    this.#triggers.set(jobId, job.trigger);
-    if (this.#triggers.size > 1000) this.#triggers.delete(this.#triggers.keys().next().value!);
     this.ctx.log.info({ jobId, kind: job.kind, group: job.group, trigger: job.trigger }, 'job started');
     this.#emit(job, { type: 'started', jobId, kind: job.kind, group: job.group, trigger: job.trigger });
     job.onStarted();

@@ -2,7 +2,7 @@
 // rebuild and passphrase change. The CLI runs them in-process; the daemon runs the same functions.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { Catalog } from '../catalog/catalog.js';
+import { Catalog, type JobTrigger } from '../catalog/catalog.js';
 import type { SourceConfig } from '../config/types.js';
 import { crashPoint } from '../crash.js';
 import { generatePassphrase, validatePassphrase } from '../crypto/passphrase.js';
@@ -22,6 +22,8 @@ import type { AgentContext } from './context.js';
 import { snapshotSqlite } from './sqlite-source.js';
 
 export interface JobHooks<P> {
+  /** What started the job (recorded with it); 'ad hoc' unless a schedule did. */
+  trigger?: JobTrigger;
   signal?: AbortSignal;
   onProgress?: (p: P) => void;
   /** Called once with the catalog job id, as soon as the job is recorded (the daemon follows jobs by it). */
@@ -117,7 +119,8 @@ export async function runBackup(ctx: AgentContext, options: BackupJobOptions): P
   const groupConfig = ctx.config.protectionGroups.find((g) => g.name === group);
   const to = options.to ?? (groupConfig?.online ? 'both' : 'disk');
   // A server backs up nothing, not even to disk, before it is registered; then the gate decides.
-  const job = { kind: 'backup', group: group || null, ...(options.signal ? { signal: options.signal } : {}) };
+  const trigger = options.trigger ?? 'ad hoc';
+  const job = { kind: 'backup', group: group || null, trigger, ...(options.signal ? { signal: options.signal } : {}) };
   await gateJob(ctx, 'backup-disk', job);
   if (to !== 'disk') await gateJob(ctx, 'backup-cloud', job);
   const { pool, catalog } = await ctx.poolAndCatalog();
@@ -133,14 +136,14 @@ export async function runBackup(ctx: AgentContext, options: BackupJobOptions): P
       markForCloud(catalog, latest.id);
       results.push({ source: source.path, recoveryPoint: latest.id, stats: latest.stats as unknown as BackupStats, warnings: [] });
     }
-    const jobId = catalog.createJob('backup --to cloud', group || null, ctx.clock.now());
+    const jobId = catalog.createJob('backup --to cloud', group || null, ctx.clock.now(), { trigger });
     options.onStarted?.(jobId);
-    const cloud = await replicate(ctx, options.signal ? { signal: options.signal } : {});
+    const cloud = await replicate(ctx, { trigger, ...(options.signal ? { signal: options.signal } : {}) });
     const failed = results.some((r) => r.error);
     catalog.finishJob(jobId, failed ? 'failed' : 'completed', ctx.clock.now(), { sources: results, cloud });
     return { jobId, group, state: failed ? 'failed' : 'completed', sources: results, cloud };
   }
-  const jobId = catalog.createJob('backup', group || null, ctx.clock.now());
+  const jobId = catalog.createJob('backup', group || null, ctx.clock.now(), { trigger });
   options.onStarted?.(jobId);
   const results: SourceResult[] = [];
   try {
@@ -268,13 +271,13 @@ export interface RestoreJobOptions extends JobHooks<RestoreProgress> {
 }
 
 export async function runRestore(ctx: AgentContext, options: RestoreJobOptions): Promise<RestoreResult & { jobId: number; recoveryPoint: string }> {
-  await gateJob(ctx, 'restore-disk', { kind: 'restore', group: options.group ?? null, ...(options.signal ? { signal: options.signal } : {}) });
+  await gateJob(ctx, 'restore-disk', { kind: 'restore', group: options.group ?? null, trigger: options.trigger ?? 'ad hoc', ...(options.signal ? { signal: options.signal } : {}) });
   const { pool, catalog } = await ctx.poolAndCatalog();
   const rp = catalog.findRecoveryPoint(options.recoveryPoint, options.group);
   if (rp.diskState !== 'present') {
     throw new StrataError('STRATA_RP_NOT_ON_DISK', `recovery point ${rp.id.slice(0, 12)} is not in the local pool; restore it with --from cloud`, { kind: 'usage' });
   }
-  const jobId = catalog.createJob('restore', rp.group || null, ctx.clock.now());
+  const jobId = catalog.createJob('restore', rp.group || null, ctx.clock.now(), { trigger: options.trigger ?? 'ad hoc' });
   options.onStarted?.(jobId);
   try {
     const result = await withLock(pool.store, { exclusive: false, operation: 'restore', clock: ctx.clock, host: ctx.host }, async () => {
@@ -300,7 +303,7 @@ export async function runRestore(ctx: AgentContext, options: RestoreJobOptions):
 export async function runCheck(ctx: AgentContext, options: JobHooks<{ phase: string; done: number; total: number; bytes: number }> & { readData?: boolean }): Promise<CheckReport> {
   const pool = await ctx.pool();
   const catalog = ctx.catalog();
-  const jobId = catalog.createJob(options.readData ? 'check --read-data' : 'check', null, ctx.clock.now());
+  const jobId = catalog.createJob(options.readData ? 'check --read-data' : 'check', null, ctx.clock.now(), { trigger: options.trigger ?? 'ad hoc' });
   options.onStarted?.(jobId);
   try {
     const report = await withLock(pool.store, { exclusive: false, operation: 'check', clock: ctx.clock, host: ctx.host }, () =>

@@ -90,7 +90,7 @@ export function diskRetention(ctx: AgentContext, points: RecoveryPointRow[]): { 
 export async function runPrune(ctx: AgentContext, options: PruneJobOptions = {}): Promise<PruneJobResult> {
   const dryRun = options.dryRun ?? false;
   const { pool, catalog } = await ctx.poolAndCatalog();
-  const jobId = catalog.createJob(dryRun ? 'prune --dry-run' : 'prune', null, ctx.clock.now());
+  const jobId = catalog.createJob(dryRun ? 'prune --dry-run' : 'prune', null, ctx.clock.now(), { trigger: options.trigger ?? 'ad hoc' });
   options.onStarted?.(jobId);
   const grace = options.unreferencedGraceMs ?? UNREFERENCED_GRACE_MS;
   try {

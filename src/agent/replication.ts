@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs, statfsSync } from 'node:fs';
 import path from 'node:path';
-import type { Catalog, RecoveryPointRow } from '../catalog/catalog.js';
+import type { Catalog, JobTrigger, RecoveryPointRow } from '../catalog/catalog.js';
 import { crashPoint } from '../crash.js';
 import { StrataError, isNotFound, throwIfAborted } from '../errors.js';
 import { BlobReader } from '../replica/blob-reader.js';
@@ -84,14 +84,15 @@ function fmt(n: number): string {
 }
 
 /** Uploads every recovery point marked pending (and what it needs). Takes a shared pool lock. */
-export async function replicate(ctx: AgentContext, options: { signal?: AbortSignal; onProgress?: (p: ReplicationProgress) => void } = {}): Promise<ReplicationResult> {
+export async function replicate(ctx: AgentContext, options: { trigger?: JobTrigger; signal?: AbortSignal; onProgress?: (p: ReplicationProgress) => void } = {}): Promise<ReplicationResult> {
   const { pool, catalog } = await ctx.poolAndCatalog();
-  await gateJob(ctx, 'backup-cloud', { kind: 'replicate', group: null, ...(options.signal ? { signal: options.signal } : {}) });
+  const trigger = options.trigger ?? 'ad hoc';
+  await gateJob(ctx, 'backup-cloud', { kind: 'replicate', group: null, trigger, ...(options.signal ? { signal: options.signal } : {}) });
   const pending = catalog.recoveryPoints().filter((r) => (r.cloudState === 'pending' || r.cloudState === 'uploading') && r.diskState === 'present');
   // After a prune soft-deleted packs, the points already in the vault are walked again, so data a
   // repack moved into new packs is uploaded before the old packs are purged.
   const rewalk = catalog.getState<boolean>(REWALK) ? catalog.recoveryPoints().filter((r) => r.cloudState === 'uploaded' && r.diskState === 'present') : [];
-  const jobId = catalog.createJob('replicate', pending[0]?.group || null, ctx.clock.now());
+  const jobId = catalog.createJob('replicate', pending[0]?.group || null, ctx.clock.now(), { trigger });
   try {
     const result = await withLock(pool.store, { exclusive: false, operation: 'replication', clock: ctx.clock, host: ctx.host }, async () => {
       checkScratch(ctx, catalog);

@@ -109,7 +109,7 @@ export class SchedulerRunner {
     if (runs.length === 0) return;
     const catalog = this.ctx.catalog();
     catalog.transaction(() => {
-      for (const due of runs) catalog.recordSkippedJob(jobKind(e), e.group?.name ?? null, due, `${reason} (due ${new Date(due).toISOString()})`);
+      for (const due of runs) catalog.recordSkippedJob(jobKind(e), e.group?.name ?? null, due, `${reason} (due ${new Date(due).toISOString()})`, 'scheduled');
       catalog.setState(stateKey(e), Math.max(now, runs.at(-1)!));
     });
     this.ctx.log.info({ schedule: stateKey(e), missed: runs.length }, 'scheduled runs recorded as missed');
@@ -141,7 +141,7 @@ export class SchedulerRunner {
     const group = e.group?.name ?? null;
     const report = (outcome: 'started' | 'skipped', reason?: string) => this.#options.onRun?.({ kind: e.kind, group, due, outcome, ...(reason ? { reason } : {}) });
     const skip = (reason: string, recorded = false) => {
-      if (!recorded) this.ctx.catalog().recordSkippedJob(jobKind(e), group, this.ctx.clock.now(), reason);
+      if (!recorded) this.ctx.catalog().recordSkippedJob(jobKind(e), group, this.ctx.clock.now(), reason, 'scheduled');
       this.ctx.log.info({ schedule: stateKey(e), reason }, 'scheduled run skipped');
       report('skipped', reason);
     };

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { TokenCredential } from '@azure/identity';
-import type { Catalog } from '../catalog/catalog.js';
+import type { Catalog, JobTrigger } from '../catalog/catalog.js';
 import type { AzureBlobStore } from '../cloud/azure-store.js';
 import { connectivityFrom } from '../cloud/connectivity.js';
 import { decide, evaluateAll, GateRefusedError, type GateDecision, type GateState, type Operation } from '../cloud/gate.js';
@@ -274,11 +274,11 @@ export async function ensureAllowed(ctx: AgentContext, op: Operation, options: {
  * The gate for a job: like `ensureAllowed`, and a refusal is recorded in the job history as a skipped
  * job (not a failed one) naming the rule, before it is thrown.
  */
-export async function gateJob(ctx: AgentContext, op: Operation, job: { kind: string; group: string | null; signal?: AbortSignal }): Promise<GateDecision> {
+export async function gateJob(ctx: AgentContext, op: Operation, job: { kind: string; group: string | null; trigger?: JobTrigger; signal?: AbortSignal }): Promise<GateDecision> {
   try {
     return await ensureAllowed(ctx, op, job.signal ? { signal: job.signal } : {});
   } catch (err) {
-    if (err instanceof GateRefusedError) ctx.catalog().recordSkippedJob(job.kind, job.group, ctx.clock.now(), err.message);
+    if (err instanceof GateRefusedError) ctx.catalog().recordSkippedJob(job.kind, job.group, ctx.clock.now(), err.message, job.trigger ?? 'ad hoc');
     throw err;
   }
 }

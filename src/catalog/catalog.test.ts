@@ -122,3 +122,29 @@ describe('blob lookups', () => {
     c.close();
   });
 });
+
+describe('jobs', () => {
+  it('record what started them; jobs from before migration 4 have no trigger', () => {
+    const file = path.join(dir, 'jobs.db');
+    const db = new Database(file);
+    for (let v = 0; v < 3; v++) db.exec(MIGRATIONS[v]!);
+    db.pragma('user_version = 3');
+    db.prepare("INSERT INTO jobs(kind, grp, state, started) VALUES ('backup', 'g', 'completed', 1)").run();
+    db.close();
+
+    const c = Catalog.open(file);
+    const scheduled = c.createJob('backup', 'g', 2, { trigger: 'scheduled' });
+    const adHoc = c.createJob('check', null, 3);
+    const skipped = c.recordSkippedJob('prune', null, 4, 'refused by the gate', 'scheduled');
+    expect(c.jobs().map((j) => [j.kind, j.trigger])).toEqual([
+      ['prune', 'scheduled'],
+      ['check', 'ad hoc'],
+      ['backup', 'scheduled'],
+      ['backup', null],
+    ]);
+    expect(c.job(scheduled)?.pid).toBe(process.pid);
+    expect(c.job(adHoc)?.state).toBe('running');
+    expect(c.job(skipped)).toMatchObject({ state: 'skipped', error: 'refused by the gate' });
+    c.close();
+  });
+});

@@ -51,10 +51,15 @@ export interface FileCacheEntry {
   content: string[];
 }
 
+/** What started a job: a schedule of the daemon, or someone (the CLI, the console, the control API). */
+export type JobTrigger = 'scheduled' | 'ad hoc';
+
 export interface JobRow {
   id: number;
   kind: string;
   group: string | null;
+  /** Null for jobs recorded before strata kept it. */
+  trigger: JobTrigger | null;
   state: string;
   started: number;
   ended: number | null;
@@ -442,8 +447,12 @@ export class Catalog {
 
   // --- jobs ---
 
-  createJob(kind: string, group: string | null, now: number, pid = process.pid): number {
-    return Number(this.db.prepare("INSERT INTO jobs(kind, grp, state, started, pid) VALUES (?, ?, 'running', ?, ?)").run(kind, group, now, pid).lastInsertRowid);
+  createJob(kind: string, group: string | null, now: number, options: { trigger?: JobTrigger; pid?: number } = {}): number {
+    return Number(
+      this.db
+        .prepare("INSERT INTO jobs(kind, grp, trigger, state, started, pid) VALUES (?, ?, ?, 'running', ?, ?)")
+        .run(kind, group, options.trigger ?? 'ad hoc', now, options.pid ?? process.pid).lastInsertRowid,
+    );
   }
 
   updateJobProgress(id: number, progress: unknown): void {
@@ -455,9 +464,11 @@ export class Catalog {
   }
 
   /** Records a job that did not run (refused by the gate, or a missed schedule). */
-  recordSkippedJob(kind: string, group: string | null, now: number, reason: string): number {
+  recordSkippedJob(kind: string, group: string | null, now: number, reason: string, trigger: JobTrigger = 'ad hoc'): number {
     return Number(
-      this.db.prepare("INSERT INTO jobs(kind, grp, state, started, ended, error) VALUES (?, ?, 'skipped', ?, ?, ?)").run(kind, group, now, now, reason).lastInsertRowid,
+      this.db
+        .prepare("INSERT INTO jobs(kind, grp, trigger, state, started, ended, error) VALUES (?, ?, ?, 'skipped', ?, ?, ?)")
+        .run(kind, group, trigger, now, now, reason).lastInsertRowid,
     );
   }
 
@@ -533,6 +544,7 @@ function toJobRow(r: Row): JobRow {
     id: r['id'] as number,
     kind: r['kind'] as string,
     group: (r['grp'] as string | null) ?? null,
+    trigger: (r['trigger'] as JobTrigger | null) ?? null,
     state: r['state'] as string,
     started: r['started'] as number,
     ended: (r['ended'] as number | null) ?? null,

@@ -97,4 +97,9 @@ export const MIGRATIONS: string[] = [
   DROP TABLE file_cache;
   ALTER TABLE file_cache_v3 RENAME TO file_cache;
   `,
+  // 4: what started each job ('scheduled' or 'ad hoc'), so the history says so across daemon restarts.
+  // Jobs recorded before this migration have none.
+  `
+  ALTER TABLE jobs ADD COLUMN trigger TEXT;
+  `,
 ];

@@ -151,7 +151,7 @@ function jobsCommand(program: Command, inv: Invocation, setExit: (code: number) 
       }
       const daemon = await client.available();
       const { failedFilesOf } = await jobRunner();
-      const fromRow = (row: JobRow): JobView => ({ ...row, trigger: null, live: false, current: null, failedFiles: failedFilesOf(row.result) });
+      const fromRow = (row: JobRow): JobView => ({ ...row, live: false, current: null, failedFiles: failedFilesOf(row.result) });
       const fromCatalog = (): JobView[] => ctx.catalog().jobs(limit).map(fromRow);
       if (id !== undefined) {
         const row = daemon ? null : ctx.catalog().job(Number(id));
