@@ -1,5 +1,6 @@
 // Jobs on the vault copy: restore from the cloud (also on an alternate server), catalog rebuild from
 // the cloud, check of the vault, repair of each copy from the other, and soft deletes.
+import { crashPoint } from '../crash.js';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -11,6 +12,7 @@ import { BlobReader } from '../replica/blob-reader.js';
 import { syncCatalog } from '../replica/catalog-sync.js';
 import { checkPool, type CheckReport } from '../replica/check.js';
 import { withLock } from '../replica/lock.js';
+import type { IndexedPack } from '../replica/index-segment.js';
 import type { Manifest } from '../replica/manifest.js';
 import { readPackHeader, type Compression } from '../replica/pack.js';
 import { INDEX_PREFIX, KEYS_PREFIX, PACKS_PREFIX, SNAPSHOTS_PREFIX, packKey, Pool } from '../replica/pool.js';
@@ -19,7 +21,6 @@ import { restoreTree, type ConflictPolicy, type RestoreProgress, type RestoreRes
 import { listAll, type ObjectStore } from '../store/object-store.js';
 import { RecoveryFolderStore } from '../store/recovery-folder-store.js';
 import type { AgentContext } from './context.js';
-
 import { ensureAllowed, gateJob, getRegistration, loadCredentials, recordContact, requireRegistration, vaultStore } from './vault.js';
 import { syncDescriptionAndKeys } from './replication.js';
 
@@ -481,6 +482,7 @@ export async function softDeleteInVault(ctx: AgentContext, keys: string[]): Prom
       if (row && row.diskState !== 'present') catalog.removeRecoveryPoint(id);
       else if (row) catalog.setRecoveryPointState(id, { cloud: 'deleted' });
     }
+    crashPoint('vault-soft-deleted');
     n++;
   }
   return n;
@@ -501,31 +503,47 @@ export async function purgeCloudDeletions(ctx: AgentContext): Promise<string[]> 
   if (due.length === 0) return [];
   const { store } = await vaultStore(ctx);
   const removed: string[] = [];
+  const purge = async (d: { key: string }) => {
+    await store.delete(d.key);
+    crashPoint('vault-purged');
+    catalog.removeCloudDeletion(d.key);
+    removed.push(d.key);
+  };
+  // Order: the manifests first (a recovery point never names a purged pack, not even for a moment),
+  // then the new index, then the packs. Found by the prune crash suite: packs sort before snapshots,
+  // and a kill after the first pack left the vault's manifests reaching packs no longer there.
+  for (const d of due) if (!d.key.startsWith(PACKS_PREFIX)) await purge(d);
   const packsGone = due.some((d) => d.key.startsWith(PACKS_PREFIX));
   if (packsGone) {
     // The vault's index must stop naming purged packs: one new segment that supersedes all the old ones,
-    // written before anything is removed (a crash leaves the old segments superseded, never dangling).
+    // written before any pack is removed (a crash leaves the old segments superseded, never dangling).
+    // It lists every pack the vault keeps: those its current segments name (the catalog forgets a pack
+    // once prune deleted it locally, but a point soft-deleted later than these still needs it in the
+    // vault), and those the catalog knows arrived; less the packs purged now. Found by the prune crash
+    // suite: built from the catalog alone, it left the vault's soft-deleted points naming unindexed trees.
     const pool = await ctx.pool();
     const old = (await listAll(store, INDEX_PREFIX)).map((o) => o.key.slice(INDEX_PREFIX.length));
-    const live = catalog.packs().filter((p) => p.cloudState === 'indexed' || p.cloudState === 'uploaded');
-    await pool.writeIndex(
-      {
-        supersedes: old.map((id) => Buffer.from(id, 'hex')),
-        packs: live.map((p) => ({
-          id: Buffer.from(p.id, 'hex'),
-          size: p.size,
-          entries: catalog.blobsInPack(p.id).map((b) => ({ type: b.type, id: b.id, offset: b.offset, length: b.length, rawLength: b.rawLength, compression: b.compression })),
-        })),
-      },
-      { store },
-    );
+    const purgedPacks = new Set(due.filter((d) => d.key.startsWith(PACKS_PREFIX)).map((d) => d.key.split('/').pop()!));
+    const segments = await Promise.all(old.map(async (id) => ({ id, seg: pool.decodeIndex(id, await store.get(`${INDEX_PREFIX}${id}`)) })));
+    const supersededIds = new Set(segments.flatMap((s) => s.seg.supersedes.map((b) => b.toString('hex'))));
+    const kept = new Map<string, IndexedPack>();
+    for (const { id, seg } of segments) {
+      if (supersededIds.has(id)) continue;
+      for (const p of seg.packs) if (!purgedPacks.has(p.id.toString('hex'))) kept.set(p.id.toString('hex'), p);
+    }
+    for (const p of catalog.packs()) {
+      if ((p.cloudState !== 'indexed' && p.cloudState !== 'uploaded') || kept.has(p.id) || purgedPacks.has(p.id)) continue;
+      kept.set(p.id, {
+        id: Buffer.from(p.id, 'hex'),
+        size: p.size,
+        entries: catalog.blobsInPack(p.id).map((b) => ({ type: b.type, id: b.id, offset: b.offset, length: b.length, rawLength: b.rawLength, compression: b.compression })),
+      });
+    }
+    await pool.writeIndex({ supersedes: old.map((id) => Buffer.from(id, 'hex')), packs: [...kept.values()] }, { store });
+    crashPoint('vault-purge-index-written');
     for (const id of old) await store.delete(`${INDEX_PREFIX}${id}`);
   }
-  for (const d of due) {
-    await store.delete(d.key);
-    catalog.removeCloudDeletion(d.key);
-    removed.push(d.key);
-  }
+  for (const d of due) if (d.key.startsWith(PACKS_PREFIX)) await purge(d);
   ctx.log.info({ removed: removed.length }, 'soft-deleted vault objects purged');
   return removed;
 }

@@ -12,9 +12,12 @@
 //   4. one new index segment lists the new packs and the kept packs of every segment that had a pack
 //      deleted or repacked, and `supersedes` those segments (catalog sync and check then ignore them);
 //   5. only then are the old packs deleted, then the superseded segments, then old unreferenced packs.
+// The caller's catalog learns of each step before the pool changes (onPlanned, beforeDeletions), so a
+// kill never leaves it recording an object that was deliberately deleted.
 // Packs named only by superseded segments (a crash between 4 and 5) are deleted by the next prune.
 import { BlobIdSet } from '../catalog/blob-id-set.js';
 import type { BlobLocation } from '../catalog/catalog.js';
+import { crashPoint } from '../crash.js';
 import { StrataError, throwIfAborted } from '../errors.js';
 import { listAll } from '../store/object-store.js';
 import { decodeBlob } from './blob-codec.js';
@@ -43,6 +46,26 @@ export interface PrunePoolOptions {
    */
   isOldUnreferenced: (key: string) => Promise<boolean>;
   onProgress?: (p: PruneProgress) => void;
+  /**
+   * Called once everything is decided and before the first change (never on a dry run), with every
+   * object the prune may delete: the caller records it, so that a crash after local deletions still
+   * lets their other copies (the vault) learn of them. Some of these may survive (a damaged pack is
+   * not repacked); the caller checks which are gone.
+   */
+  onPlanned?: (planned: PlannedDeletions) => Promise<void> | void;
+  /**
+   * Called once the new index segment is durable (or none was needed) and before any pack or index
+   * segment is deleted: the caller brings its catalog in line, so that it never records a segment that
+   * is about to go (a kill during the deletions would otherwise leave it naming a missing segment).
+   */
+  beforeDeletions?: () => Promise<void> | void;
+}
+
+/** What a prune is about to delete (hex ids; manifests as recovery point ids). */
+export interface PlannedDeletions {
+  manifests: string[];
+  packs: string[];
+  indexSegments: string[];
 }
 
 export interface PruneReport {
@@ -226,8 +249,14 @@ export async function prunePool(pool: Pool, options: PrunePoolOptions): Promise<
     return report;
   }
 
+  await options.onPlanned?.({ manifests: report.manifestsDeleted, packs: [...report.packsDeleted, ...report.packsRepacked, ...report.unreferencedPacksDeleted], indexSegments: report.indexSegmentsDeleted });
+
   // 2. Manifests.
-  for (const id of toDelete) await pool.deleteManifest(id);
+  for (const id of toDelete) {
+    await pool.deleteManifest(id);
+    crashPoint('prune-manifest-deleted');
+  }
+  crashPoint('prune-manifests-deleted');
 
   // 3. Repack: live blobs are copied sealed (a blob is sealed under its own id, not its pack), after
   // verification, so a damaged blob is never spread; a pack holding one is left as it is.
@@ -262,6 +291,7 @@ export async function prunePool(pool: Pool, options: PrunePoolOptions): Promise<
       }
     }
     const written = await packer.flush();
+    crashPoint('prune-repacked');
     report.packsWritten = written.map((p) => p.id.toString('hex'));
     report.bytesWritten += packer.bytesWritten;
     // 4. The new index segment, superseding every segment that loses a pack.
@@ -276,6 +306,7 @@ export async function prunePool(pool: Pool, options: PrunePoolOptions): Promise<
       }
       const segment: IndexSegment = { supersedes: [...affected].map((id) => Buffer.from(id, 'hex')), packs: [...kept, ...written] };
       const newId = await pool.writeIndex(segment);
+      crashPoint('prune-index-written');
       report.indexSegmentsWritten.push(newId);
       report.bytesWritten += (await pool.store.stat(`${INDEX_PREFIX}${newId}`)).size;
     }
@@ -284,14 +315,21 @@ export async function prunePool(pool: Pool, options: PrunePoolOptions): Promise<
     throw err;
   }
 
+  await options.beforeDeletions?.();
+
   // 5. Deletions, oldest references last.
   const gone = [...toRemove.map((p) => p.id), ...report.packsRepacked, ...report.unreferencedPacksDeleted];
   n = 0;
   for (const id of gone) {
     progress('deleting', n++, gone.length);
     await pool.store.delete(packKey(id));
+    crashPoint('prune-pack-deleted');
   }
-  for (const id of report.indexSegmentsDeleted) await pool.store.delete(`${INDEX_PREFIX}${id}`);
+  for (const id of report.indexSegmentsDeleted) {
+    await pool.store.delete(`${INDEX_PREFIX}${id}`);
+    crashPoint('prune-index-deleted');
+  }
+  crashPoint('prune-pool-done');
   report.bytesDeleted -= report.damagedPacks.reduce((s, id) => s + (packs.get(id)?.pack.size ?? 0), 0);
   report.bytesFreed = report.bytesDeleted - report.bytesWritten;
   return report;

@@ -6,8 +6,9 @@
 // itself, else the main thread reads it and transfers it), authenticates, decompresses and verifies
 // its blobs and writes them into the files: a file held in one blob (most files) is created,
 // written, given its metadata and closed in one go; other files are pre-sized first and written at
-// their offsets. Files are written under temporary names and renamed into place once all are written.
-import { randomBytes } from 'node:crypto';
+// their offsets. Files are written into a private staging directory and renamed into place once all
+// are written. Every write under the target goes through directory descriptors (restore-target.ts):
+// a directory swapped for a symlink while the restore runs cannot divert a write out of the target.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { BlobLocation } from '../catalog/catalog.js';
@@ -20,6 +21,7 @@ import type { BlobUse, FileOp, Meta, RestorePackTask, RestoreResultPart } from '
 import type { WorkerPool } from './pipeline/worker-pool.js';
 import { defaultWorkerCount, startWorkers } from './pipeline/workers.js';
 import { packKey } from './pool.js';
+import { RestoreTarget } from './restore-target.js';
 import { isSafeName, type TreeNode } from './tree.js';
 
 export type ConflictPolicy = 'error' | 'copy' | 'skip' | 'overwrite';
@@ -63,12 +65,12 @@ interface PlannedEntry {
 interface FileJob {
   rel: string;
   node: TreeNode;
-  /** Where content is written first (same directory), renamed to `final` at the end. */
+  /** Where content is written first (the staging directory, entry `staged`), renamed to `rel` at the end. */
   tmp: string;
+  staged: number;
+  /** The final path, for messages. */
   final: string;
 }
-
-const TMP_PREFIX = '.strata-restore-';
 
 /** Tree reads, lstat, mkdir and the like in flight at once. */
 const FS_CONCURRENCY = 32;
@@ -76,6 +78,16 @@ const FS_CONCURRENCY = 32;
 const OPS_PER_TASK = 512;
 
 export async function restoreTree(reader: BlobReader, rootTree: string, options: RestoreOptions): Promise<RestoreResult> {
+  // Every write under the target goes through its directory descriptors (restore-target.ts), closed here.
+  const held: { rt: RestoreTarget | null } = { rt: null };
+  try {
+    return await restoreTreeInto(reader, rootTree, options, held);
+  } finally {
+    await held.rt?.close();
+  }
+}
+
+async function restoreTreeInto(reader: BlobReader, rootTree: string, options: RestoreOptions, held: { rt: RestoreTarget | null }): Promise<RestoreResult> {
   const result: RestoreResult = { files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, skipped: [], renamed: [], warnings: [] };
   const signal = options.signal;
   const ownership = options.restoreOwnership ?? process.getuid?.() === 0;
@@ -174,24 +186,13 @@ export async function restoreTree(reader: BlobReader, rootTree: string, options:
     );
   }
 
-  // 4. Directories, top down (one depth at a time, in parallel within it); refuse to write through
-  // anything but a real directory.
+  // 4. Directories, top down (one depth at a time, in parallel within it), each created and opened
+  // through its parent's descriptor: nothing but a real directory is written through, and a directory
+  // swapped for a symlink meanwhile changes nothing (restore-target.ts).
   const dirLevels = byDepth(plan.filter((e) => e.node.type === 'dir'));
-  /** Directories found to resolve inside the target (each checked once, here or below). */
-  const checkedDirs = new Map<string, Promise<void>>([[target, Promise.resolve()]]);
+  const rt = (held.rt = await RestoreTarget.open(target));
   for (const level of dirLevels) {
-    await mapLimit(level, FS_CONCURRENCY, async (e) => {
-      const abs = absOf(e.rel);
-      await assertInside(target, abs);
-      checkedDirs.set(abs, Promise.resolve());
-      try {
-        await fs.mkdir(abs, { mode: 0o700 });
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        const st = await fs.lstat(abs);
-        if (!st.isDirectory()) throw new StrataError('STRATA_RESTORE_UNSAFE', `${abs} is not a directory (a symlink?); refusing to restore through it`, { kind: 'failed' });
-      }
-    });
+    await mapLimit(level, FS_CONCURRENCY, (e) => rt.mkdir(e.rel, { replace: options.onConflict === 'overwrite' }));
     result.dirs += level.length;
   }
 
@@ -199,7 +200,8 @@ export async function restoreTree(reader: BlobReader, rootTree: string, options:
   const fileJobs: FileJob[] = [];
   const linkJobs: { rel: string; to: string; node: TreeNode }[] = [];
   const groupFirst = new Map<string, string>();
-  const tmpTag = `${TMP_PREFIX}${randomBytes(6).toString('hex')}-`;
+  // Content is written into the target's private staging directory, then renamed into place.
+  await rt.staging();
   for (const e of plan) {
     if (e.node.type !== 'file') continue;
     if (e.node.linkGroup !== undefined) {
@@ -211,14 +213,8 @@ export async function restoreTree(reader: BlobReader, rootTree: string, options:
       groupFirst.set(e.node.linkGroup, e.rel);
     }
     const final = absOf(e.rel);
-    fileJobs.push({ rel: e.rel, node: e.node, final, tmp: path.join(path.dirname(final), `${tmpTag}${fileJobs.length}`) });
+    fileJobs.push({ rel: e.rel, node: e.node, final, staged: fileJobs.length, tmp: rt.stagingPath(fileJobs.length) });
   }
-  await mapLimit(fileJobs, FS_CONCURRENCY, (f) => {
-    const dir = path.dirname(f.final);
-    let checked = checkedDirs.get(dir);
-    if (!checked) checkedDirs.set(dir, (checked = assertInside(target, dir)));
-    return checked;
-  });
   const totalBytes = fileJobs.reduce((a, f) => a + (f.node.size ?? 0), 0);
   const progress: RestoreProgress = { files: 0, totalFiles: fileJobs.length, bytes: 0, totalBytes };
   const metaOf = (node: TreeNode): Meta => ({ uid: node.uid, gid: node.gid, mode: node.mode, mtimeNs: node.mtimeNs, chown: ownership });
@@ -253,7 +249,6 @@ export async function restoreTree(reader: BlobReader, rootTree: string, options:
 
   const workers = await startWorkers(options.workers ?? defaultWorkerCount(), () => ({ encKey: reader.keys.encKey, idKey: reader.keys.idKey }), signal);
   const warn = (r: { warnings: string[] }) => result.warnings.push(...r.warnings);
-  let finished = false;
   try {
     const creates: FileOp[] = [];
     for (const f of fileJobs) {
@@ -278,46 +273,36 @@ export async function restoreTree(reader: BlobReader, rootTree: string, options:
     // 6. Move files into place (atomically replacing on overwrite), with the metadata of those
     // written in several pieces; then links and symlinks.
     throwIfAborted(signal);
-    const finishes: FileOp[] = fileJobs.map((f) => ({ op: 'finish', path: f.tmp, final: f.final, ...(usesOf.get(f)! > 1 ? { meta: metaOf(f.node) } : {}) }));
-    await runOps(workers, finishes, warn, (n) => {
+    await moveIntoPlace(rt, workers, fileJobs, (f) => (usesOf.get(f)! > 1 ? metaOf(f.node) : undefined), warn, (n) => {
       progress.files += n;
       options.onProgress?.({ ...progress });
     });
-    finished = true;
     for (const f of fileJobs) {
       result.files++;
       result.bytes += f.node.size ?? 0;
     }
     for (const l of linkJobs) {
-      const abs = absOf(l.rel);
-      await assertInside(target, path.dirname(abs));
-      if (options.onConflict === 'overwrite') await fs.rm(abs, { force: true });
-      await fs.link(absOf(l.to), abs);
+      await rt.link(l.to, l.rel, { replace: options.onConflict === 'overwrite' });
       result.hardlinks++;
       result.files++;
     }
-    const symlinkMeta: FileOp[] = [];
+    const symlinks: PlannedEntry[] = [];
     for (const e of plan) {
       if (e.node.type !== 'symlink') continue;
-      const abs = absOf(e.rel);
-      await assertInside(target, path.dirname(abs));
-      if (options.onConflict === 'overwrite') await fs.rm(abs, { force: true });
-      await fs.symlink(e.node.target!, abs);
-      symlinkMeta.push({ op: 'meta', path: abs, meta: metaOf(e.node), link: true });
+      await rt.symlink(e.node.target!, e.rel, { replace: options.onConflict === 'overwrite' });
+      symlinks.push(e);
       result.symlinks++;
     }
-    await runOps(workers, symlinkMeta, warn);
-    // 7. Directory metadata last, deepest first, so writing files does not disturb mtimes.
+    const metaWarning = (w: string | null) => void (w && result.warnings.push(w));
+    await mapLimit(symlinks, FS_CONCURRENCY, async (e) => metaWarning(await rt.symlinkMeta(e.rel, metaOf(e.node))));
+    // 7. Directory metadata last, deepest first, so writing files does not disturb mtimes; through a
+    // descriptor opened without following symlinks.
     for (const level of [...dirLevels].reverse()) {
-      await runOps(
-        workers,
-        level.map((e) => ({ op: 'meta', path: absOf(e.rel), meta: metaOf(e.node) })),
-        warn,
-      );
+      await mapLimit(level, FS_CONCURRENCY, async (e) => metaWarning(await rt.dirMeta(e.rel, metaOf(e.node))));
     }
   } finally {
     await workers.close();
-    if (!finished) await mapLimit(fileJobs, FS_CONCURRENCY, (f) => fs.rm(f.tmp, { force: true }));
+    // Unfinished files are in the staging directory, removed with it when the target is closed.
   }
   options.onProgress?.({ ...progress });
   return result;
@@ -431,13 +416,66 @@ async function packTask(
   return { task: { ...task, data }, transfer };
 }
 
-/** Checks that `abs` resolves inside `target` (no symlink in the way leads elsewhere). */
-async function assertInside(target: string, abs: string): Promise<void> {
-  const real = await fs.realpath(abs).catch(() => null);
-  const check = real ?? abs;
-  if (check !== target && !check.startsWith(target + path.sep)) {
-    throw new StrataError('STRATA_RESTORE_UNSAFE', `${abs} resolves outside the restore target ${target}; refusing to write there`, { kind: 'failed' });
+/** Directories (and files) at most in one batch of renames: their descriptors are held while it runs. */
+const DIRS_PER_BATCH = 64;
+
+/**
+ * Renames the staged files into place on the workers, in batches of files from at most DIRS_PER_BATCH
+ * directories, whose descriptors are held while the batch runs: each final path is
+ * `/proc/self/fd/<dirfd>/<name>`, so it cannot be diverted out of the target. Across filesystems (a
+ * mount point inside the target) the batch is finished on this thread, copying.
+ */
+async function moveIntoPlace(
+  rt: RestoreTarget,
+  workers: WorkerPool,
+  files: FileJob[],
+  metaFor: (f: FileJob) => Meta | undefined,
+  warn: (r: { warnings: string[] }) => void,
+  onDone: (n: number) => void,
+): Promise<void> {
+  const parentOf = (rel: string) => (rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : '');
+  const sorted = [...files].sort((a, b) => (parentOf(a.rel) < parentOf(b.rel) ? -1 : parentOf(a.rel) > parentOf(b.rel) ? 1 : 0));
+  const per = Math.max(1, Math.min(OPS_PER_TASK, Math.ceil(files.length / workers.size)));
+  const batches: FileJob[][] = [];
+  let batch: FileJob[] = [];
+  let dirs = new Set<string>();
+  for (const f of sorted) {
+    const dir = parentOf(f.rel);
+    if (batch.length >= per || (!dirs.has(dir) && dirs.size >= DIRS_PER_BATCH)) {
+      batches.push(batch);
+      batch = [];
+      dirs = new Set();
+    }
+    batch.push(f);
+    dirs.add(dir);
   }
+  if (batch.length) batches.push(batch);
+  await mapLimit(batches, workers.size * 2, async (b) => {
+    const held = [...new Set(b.map((f) => parentOf(f.rel)))];
+    const fds = new Map<string, number>();
+    try {
+      for (const d of held) fds.set(d, await rt.acquire(d));
+      const ops: FileOp[] = b.map((f) => {
+        const meta = metaFor(f);
+        return { op: 'finish', path: f.tmp, final: RestoreTarget.at(fds.get(parentOf(f.rel))!, f.rel.slice(f.rel.lastIndexOf('/') + 1)), ...(meta ? { meta } : {}) };
+      });
+      try {
+        warn(await workers.run<{ warnings: string[] }>(workers.leastBusy(), 'file-ops', ops));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EXDEV' && !/EXDEV/.test((err as Error).message)) throw err;
+        // Some of the batch may be in place already: the rest is moved here (copied across the mount).
+        for (const f of b) {
+          if (!(await fs.lstat(f.tmp).catch(() => null))) continue;
+          const meta = metaFor(f);
+          if (meta) warn(await workers.run<{ warnings: string[] }>(workers.leastBusy(), 'file-ops', [{ op: 'meta', path: f.tmp, meta }]));
+          await rt.moveIntoPlace(f.staged, f.rel);
+        }
+      }
+    } finally {
+      for (const d of fds.keys()) rt.release(d);
+    }
+    onDone(b.length);
+  });
 }
 
 /** `name.restored`, `name.restored-2`, … : the first that does not exist. */

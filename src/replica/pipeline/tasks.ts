@@ -3,9 +3,8 @@
 // synchronous I/O (a worker has nothing else to do while it waits); everything a task produces goes
 // back to the main thread, which alone decides dedup, writes packs and touches the catalog.
 import {
-  chmodSync,
-  chownSync,
   closeSync,
+  constants,
   fchmodSync,
   fchownSync,
   fstatSync,
@@ -16,7 +15,6 @@ import {
   openSync,
   readSync,
   renameSync,
-  utimesSync,
   writeSync,
   type Stats,
 } from 'node:fs';
@@ -384,7 +382,7 @@ async function restorePack(keys: { encKey: Buffer; idKey: Buffer }, task: Restor
           }
         } else {
           let fd = fds.get(use.path);
-          if (fd === undefined) fds.set(use.path, (fd = openSync(use.path, 'r+')));
+          if (fd === undefined) fds.set(use.path, (fd = openSync(use.path, constants.O_RDWR | constants.O_NOFOLLOW)));
           writeAll(fd, plain, use.offset);
         }
         bytes += plain.length;
@@ -450,11 +448,26 @@ function applyMetaFd(fd: number, meta: Meta, shown: string, warnings: string[]):
 }
 
 function applyMetaPath(path: string, meta: Meta, link: boolean, shown: string, warnings: string[]): void {
+  if (!link) {
+    // Through a descriptor opened without following a symlink: a name swapped for a link is refused, not followed.
+    let fd: number;
+    try {
+      fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw err; // swapped for a symlink: never followed
+      warnings.push(`${shown}: could not restore metadata: ${(err as Error).message}`);
+      return;
+    }
+    try {
+      return applyMetaFd(fd, meta, shown, warnings);
+    } finally {
+      closeSync(fd);
+    }
+  }
   const t = mtimeSeconds(meta.mtimeNs);
   try {
-    if (meta.chown) (link ? lchownSync : chownSync)(path, meta.uid, meta.gid);
-    if (!link) chmodSync(path, meta.mode);
-    (link ? lutimesSync : utimesSync)(path, t, t);
+    if (meta.chown) lchownSync(path, meta.uid, meta.gid);
+    lutimesSync(path, t, t);
   } catch (err) {
     warnings.push(`${shown}: could not restore metadata: ${(err as Error).message}`);
   }

@@ -1,0 +1,347 @@
+// Writes under a restore target without ever following a symlink out of it, even one swapped in by
+// another process while the restore runs.
+//
+// Node has no openat(), so it is emulated on Linux: a directory is opened with O_DIRECTORY|O_NOFOLLOW
+// and its descriptor held; the next component is reached as `/proc/self/fd/<dirfd>/<name>`. The kernel
+// resolves `/proc/self/fd/<dirfd>` to the directory the descriptor holds (wherever it has been moved),
+// never through the path it was opened by, so renaming a directory of the target and putting a symlink
+// in its place changes nothing for us: `<name>` is looked up in the directory we created. The last
+// component is never followed either: directories are opened O_NOFOLLOW, files are created O_EXCL,
+// links and symlinks are created by link()/symlink() and renamed by rename() (none follows a symlink
+// in the last component), and metadata is set through a descriptor opened O_NOFOLLOW, or with the l-
+// variants for symlinks. Worker threads share the process's descriptors, so they may be handed such
+// paths too, as long as the directory's descriptor stays open meanwhile (`acquire`/`release`).
+//
+// Descriptors are cached (most recently used kept, at most `maxOpen` unpinned ones) and all closed by
+// `close()`. File contents are written into a private staging directory (0700, at the target's root)
+// and renamed into place, so the many files written at once by the workers need one descriptor only.
+import { constants, promises as fs, open as openCb, close as closeCb } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { StrataError } from '../errors.js';
+
+const openFd = promisify(openCb) as (path: string, flags: number, mode?: number) => Promise<number>;
+const closeFd = promisify(closeCb);
+
+const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+/** Unpinned directory descriptors kept open (the rest are closed, least recently used first). */
+const DEFAULT_MAX_OPEN = 256;
+
+export interface TargetMeta {
+  uid: number;
+  gid: number;
+  mode: number;
+  mtimeNs: string;
+  chown: boolean;
+}
+
+interface DirEntry {
+  fd: number;
+  pins: number;
+  used: number;
+}
+
+function unsafe(shown: string, why: string, cause?: unknown): StrataError {
+  return new StrataError('STRATA_RESTORE_UNSAFE', `${shown} ${why}; refusing to restore through it (nothing is written outside the target)`, {
+    kind: 'failed',
+    ...(cause ? { cause } : {}),
+  });
+}
+
+function mtimeSeconds(mtimeNs: string): number {
+  return Number(BigInt(mtimeNs) / 1000n) / 1e6;
+}
+
+export class RestoreTarget {
+  /** The target's real path (for messages and read-only lookups). */
+  readonly root: string;
+  readonly #dirs = new Map<string, DirEntry>();
+  readonly #maxOpen: number;
+  #tick = 0;
+  #staging: { name: string; fd: number } | null = null;
+  #closed = false;
+
+  private constructor(root: string, rootFd: number, maxOpen: number) {
+    this.root = root;
+    this.#maxOpen = maxOpen;
+    this.#dirs.set('', { fd: rootFd, pins: 1, used: 0 }); // the root stays open to the end
+  }
+
+  /**
+   * Creates the target if needed and opens it (the target itself may be reached through symlinks: the
+   * user named it). Everything below is reached through its descriptor.
+   */
+  static async open(target: string, options: { maxOpen?: number } = {}): Promise<RestoreTarget> {
+    await fs.mkdir(target, { recursive: true });
+    const root = await fs.realpath(target);
+    const fd = await openFd(root, constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      await fs.stat(`/proc/self/fd/${fd}/.`);
+    } catch (err) {
+      await closeFd(fd);
+      throw new StrataError('STRATA_RESTORE_UNSAFE', `cannot reach /proc/self/fd (needed to restore without following symlinks): ${(err as Error).message}`, { kind: 'failed', cause: err });
+    }
+    return new RestoreTarget(root, fd, options.maxOpen ?? DEFAULT_MAX_OPEN);
+  }
+
+  /** The path (for messages) of `rel` under the target. */
+  shown(rel: string): string {
+    return rel ? path.join(this.root, ...rel.split('/')) : this.root;
+  }
+
+  /** `/proc/self/fd/<fd>/<name>`: `name` in the directory `fd` holds. */
+  static at(fd: number, name: string): string {
+    return `/proc/self/fd/${fd}/${name}`;
+  }
+
+  /**
+   * The descriptor of the directory `rel`, pinned (open) until `release(rel)`. Each component is
+   * opened O_NOFOLLOW from its parent's descriptor: a symlink or a non-directory anywhere is refused.
+   */
+  async acquire(rel: string): Promise<number> {
+    const e = await this.#open(rel);
+    e.pins++;
+    return e.fd;
+  }
+
+  release(rel: string): void {
+    const e = this.#dirs.get(rel);
+    if (!e) return;
+    e.pins = Math.max(0, e.pins - 1);
+    this.#evict();
+  }
+
+  /** Runs `fn` with the descriptor of `rel`'s parent directory and `rel`'s last name. */
+  async inParent<T>(rel: string, fn: (parentFd: number, name: string) => Promise<T>): Promise<T> {
+    const slash = rel.lastIndexOf('/');
+    const parent = slash < 0 ? '' : rel.slice(0, slash);
+    const fd = await this.acquire(parent);
+    try {
+      return await fn(fd, rel.slice(slash + 1));
+    } finally {
+      this.release(parent);
+    }
+  }
+
+  /**
+   * Creates the directory `rel` (mode 0700 until its metadata is set). If something is there already:
+   * a real directory is used as it is; anything else (a symlink, a file) is refused, or with `replace`
+   * (overwrite policy) removed first when it is not a directory.
+   */
+  async mkdir(rel: string, options: { replace?: boolean } = {}): Promise<void> {
+    await this.inParent(rel, async (pfd, name) => {
+      const p = RestoreTarget.at(pfd, name);
+      try {
+        await fs.mkdir(p, { mode: 0o700 });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const st = await fs.lstat(p);
+        if (!st.isDirectory()) {
+          if (!options.replace) throw unsafe(this.shown(rel), `is not a directory (${st.isSymbolicLink() ? 'a symlink' : 'a file'})`);
+          await fs.unlink(p);
+          await fs.mkdir(p, { mode: 0o700 });
+        }
+      }
+    });
+    // Opened (and cached) at once: it is the parent of what comes next.
+    await this.#open(rel);
+  }
+
+  /** A private directory (0700) at the target's root for files being written; `stagingPath(n)` names its entries. */
+  async staging(): Promise<void> {
+    if (this.#staging) return;
+    const name = `.strata-restore-${randomBytes(8).toString('hex')}`;
+    const rootFd = this.#dirs.get('')!.fd;
+    await fs.mkdir(RestoreTarget.at(rootFd, name), { mode: 0o700 });
+    const fd = await openFd(RestoreTarget.at(rootFd, name), DIR_FLAGS);
+    this.#staging = { name, fd };
+  }
+
+  stagingPath(n: number): string {
+    if (!this.#staging) throw new Error('staging() first');
+    return RestoreTarget.at(this.#staging.fd, String(n));
+  }
+
+  /**
+   * Moves staged file `n` to `rel`'s place (replacing a file or symlink there, never following it).
+   * Across filesystems (a mount point inside the target), the file is copied, with its metadata.
+   */
+  async moveIntoPlace(n: number, rel: string): Promise<void> {
+    const from = this.stagingPath(n);
+    await this.inParent(rel, async (pfd, name) => {
+      const to = RestoreTarget.at(pfd, name);
+      try {
+        await fs.rename(from, to);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+        await this.#copyAcross(from, pfd, name);
+      }
+    });
+  }
+
+  async #copyAcross(from: string, pfd: number, name: string): Promise<void> {
+    const tmp = RestoreTarget.at(pfd, `.strata-restore-${randomBytes(6).toString('hex')}`);
+    const src = await fs.open(from, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      const st = await src.stat();
+      // O_EXCL: never through a symlink; the copy gets the staged file's metadata, then its name.
+      const dst = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+      try {
+        const buf = Buffer.allocUnsafe(1 << 20);
+        for (let pos = 0; ; ) {
+          const { bytesRead } = await src.read(buf, 0, buf.length, pos);
+          if (bytesRead === 0) break;
+          await dst.write(buf, 0, bytesRead, pos);
+          pos += bytesRead;
+        }
+        if (process.getuid?.() === 0) await dst.chown(st.uid, st.gid).catch(() => {});
+        await dst.chmod(st.mode & 0o7777);
+        await dst.utimes(st.atime, st.mtime);
+      } finally {
+        await dst.close();
+      }
+      await fs.rename(tmp, RestoreTarget.at(pfd, name));
+    } catch (err) {
+      await fs.rm(tmp, { force: true });
+      throw err;
+    } finally {
+      await src.close();
+    }
+    await fs.unlink(from);
+  }
+
+  /** Creates the symlink `rel` → `linkTarget` (with `replace`, a file or symlink there is removed first). */
+  async symlink(linkTarget: string, rel: string, options: { replace?: boolean } = {}): Promise<void> {
+    await this.inParent(rel, async (pfd, name) => {
+      const p = RestoreTarget.at(pfd, name);
+      if (options.replace) await this.#removeNonDir(p, rel);
+      await fs.symlink(linkTarget, p);
+    });
+  }
+
+  /** Creates `rel` as a hard link to `existingRel` (a file restored before); `replace` as for symlink. */
+  async link(existingRel: string, rel: string, options: { replace?: boolean } = {}): Promise<void> {
+    await this.inParent(existingRel, async (efd, ename) => {
+      await this.inParent(rel, async (pfd, name) => {
+        const p = RestoreTarget.at(pfd, name);
+        if (options.replace) await this.#removeNonDir(p, rel);
+        // link() does not follow a symlink in its first argument (no AT_SYMLINK_FOLLOW).
+        await fs.link(RestoreTarget.at(efd, ename), p);
+      });
+    });
+  }
+
+  async #removeNonDir(p: string, rel: string): Promise<void> {
+    const st = await fs.lstat(p).catch(() => null);
+    if (!st) return;
+    if (st.isDirectory()) throw unsafe(this.shown(rel), 'is a directory');
+    await fs.unlink(p);
+  }
+
+  /** Sets a directory's metadata through a descriptor opened O_NOFOLLOW; returns a warning or null. */
+  async dirMeta(rel: string, meta: TargetMeta): Promise<string | null> {
+    let fh: fs.FileHandle;
+    try {
+      // The descriptor held since the directory was created, if still cached (the directory we made,
+      // wherever it was moved since); else opened by name without following a symlink there.
+      const held = this.#dirs.get(rel);
+      fh = await (held ? fs.open(`/proc/self/fd/${held.fd}`, DIR_FLAGS & ~constants.O_NOFOLLOW) : this.inParent(rel, (pfd, name) => fs.open(RestoreTarget.at(pfd, name), DIR_FLAGS)));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ELOOP' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') throw unsafe(this.shown(rel), 'is no longer a directory (replaced by a symlink?)', err);
+      throw err;
+    }
+    try {
+      const t = mtimeSeconds(meta.mtimeNs);
+      if (meta.chown) await fh.chown(meta.uid, meta.gid);
+      await fh.chmod(meta.mode);
+      await fh.utimes(t, t);
+      return null;
+    } catch (err) {
+      return `${this.shown(rel)}: could not restore metadata: ${(err as Error).message}`;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Sets a symlink's owner and times (lchown, lutimes: never its target's). */
+  async symlinkMeta(rel: string, meta: TargetMeta): Promise<string | null> {
+    return this.inParent(rel, async (pfd, name) => {
+      const p = RestoreTarget.at(pfd, name);
+      try {
+        const t = mtimeSeconds(meta.mtimeNs);
+        if (meta.chown) await fs.lchown(p, meta.uid, meta.gid);
+        await fs.lutimes(p, t, t);
+        return null;
+      } catch (err) {
+        return `${this.shown(rel)}: could not restore metadata: ${(err as Error).message}`;
+      }
+    });
+  }
+
+  /** Closes every descriptor; removes the staging directory (with whatever a failed restore left in it). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const rootFd = this.#dirs.get('')!.fd;
+    if (this.#staging) {
+      await closeFd(this.#staging.fd).catch(() => {});
+      // fs.rm does not follow symlinks: if the name was swapped, only the symlink goes.
+      await fs.rm(RestoreTarget.at(rootFd, this.#staging.name), { recursive: true, force: true }).catch(() => {});
+      this.#staging = null;
+    }
+    const fds = [...this.#dirs.values()].map((e) => e.fd);
+    this.#dirs.clear();
+    await Promise.all(fds.map((fd) => closeFd(fd).catch(() => {})));
+  }
+
+  /** Open directories now (for tests: the cache stays bounded). */
+  get openDirectories(): number {
+    return this.#dirs.size;
+  }
+
+  async #open(rel: string): Promise<DirEntry> {
+    if (this.#closed) throw new Error('the restore target is closed');
+    const hit = this.#dirs.get(rel);
+    if (hit) {
+      hit.used = ++this.#tick;
+      return hit;
+    }
+    const slash = rel.lastIndexOf('/');
+    const parentRel = slash < 0 ? '' : rel.slice(0, slash);
+    const parent = await this.#open(parentRel);
+    parent.pins++; // not evicted while its child is opened through it
+    let fd: number;
+    try {
+      fd = await openFd(RestoreTarget.at(parent.fd, rel.slice(slash + 1)), DIR_FLAGS);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP' || code === 'ENOTDIR') throw unsafe(this.shown(rel), 'is not a directory (a symlink?)', err);
+      if (code === 'ENOENT') throw unsafe(this.shown(rel), 'disappeared while the restore ran (moved by another process?)', err);
+      throw err;
+    } finally {
+      parent.pins--;
+    }
+    const raced = this.#dirs.get(rel); // opened meanwhile by a concurrent call
+    if (raced) {
+      await closeFd(fd);
+      raced.used = ++this.#tick;
+      return raced;
+    }
+    const e = { fd, pins: 0, used: ++this.#tick };
+    this.#dirs.set(rel, e);
+    this.#evict();
+    return e;
+  }
+
+  #evict(): void {
+    let unpinned = 0;
+    for (const e of this.#dirs.values()) if (e.pins === 0) unpinned++;
+    if (unpinned <= this.#maxOpen) return;
+    const victims = [...this.#dirs.entries()].filter(([, e]) => e.pins === 0).sort((a, b) => a[1].used - b[1].used);
+    for (const [rel, e] of victims.slice(0, unpinned - this.#maxOpen)) {
+      this.#dirs.delete(rel);
+      closeCb(e.fd, () => {});
+    }
+  }
+}
