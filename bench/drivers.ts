@@ -6,7 +6,7 @@
 //  - strata: LZ4 where it pays, AES-256-GCM (its only mode).
 // Every tool gets its own cache/config directories inside the run directory, so no state leaks
 // from one run to the next.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -213,6 +213,38 @@ function findRepoRootFrom(): string {
   return join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 }
 
+/**
+ * How a user's `strata` starts: the bin's `#!` line (`#!/usr/bin/env -S VAR=value node --flag`), as
+ * the environment variables and node options it sets, so the bench measures the command users run
+ * (with this node, `process.execPath`, for the interpreter the line names).
+ */
+export function launcher(cli: string): { env: Record<string, string>; nodeArgs: string[] } {
+  let first = '';
+  try {
+    first = readFileSync(cli, 'utf8').split('\n', 1)[0] ?? '';
+  } catch {
+    return { env: {}, nodeArgs: [] };
+  }
+  return parseShebang(first);
+}
+
+export function parseShebang(line: string): { env: Record<string, string>; nodeArgs: string[] } {
+  const env: Record<string, string> = {};
+  if (!line.startsWith('#!')) return { env, nodeArgs: [] };
+  const words = line.slice(2).trim().split(/\s+/);
+  let i = 0;
+  if (basename(words[0] ?? '') === 'env') {
+    i++;
+    if (words[i] === '-S') i++;
+    for (; i < words.length && /^[A-Za-z_][A-Za-z0-9_]*=/.test(words[i]!); i++) {
+      const w = words[i]!;
+      env[w.slice(0, w.indexOf('='))] = w.slice(w.indexOf('=') + 1);
+    }
+  }
+  i++; // the interpreter (node)
+  return { env, nodeArgs: words.slice(i) };
+}
+
 export class StrataDriver implements Driver {
   readonly name = 'strata' as const;
   readonly cli: string;
@@ -243,8 +275,11 @@ export class StrataDriver implements Driver {
     const configFile = join(runDir, 'strata.json');
     const env = cleanEnv({});
     const t = this.opts.timeoutSeconds;
+    const launch = launcher(this.cli);
     const run = (phase: string, args: string[]): Promise<Measured> =>
-      measure(process.execPath, [this.cli, ...args, '--config', configFile], { env, timeoutSeconds: t }).then((m) => ensureOk('strata', phase, m));
+      measure(process.execPath, [...launch.nodeArgs, this.cli, ...args, '--config', configFile], { env: { ...env, ...launch.env }, timeoutSeconds: t }).then((m) =>
+        ensureOk('strata', phase, m),
+      );
     return {
       repoDir: config.pool,
       init: async () => {

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { locateRestored, parseJsonOutput } from './drivers.js';
+import { launcher, locateRestored, parseJsonOutput, parseShebang } from './drivers.js';
 import { backgroundCores, measure } from './measure.js';
 import { buildTable, evaluateTargets, maxBackground, median, medians, ratio, renderMarkdownTable, renderText, type RunMetrics } from './report.js';
 import { findRepoRoot, parseOptions } from './run.js';
@@ -166,5 +166,22 @@ describe('measure and locateRestored', () => {
     await mkdir(join(t3, 'logs'), { recursive: true });
     await writeFile(join(t3, 'a.txt'), 'a');
     expect(await locateRestored(t3, src)).toBe(t3);
+  });
+});
+
+describe('the strata launcher', () => {
+  it('reads the environment and node options of the bin #! line', () => {
+    expect(parseShebang('#!/usr/bin/env node')).toEqual({ env: {}, nodeArgs: [] });
+    expect(parseShebang('#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node')).toEqual({ env: { MALLOC_ARENA_MAX: '2' }, nodeArgs: [] });
+    expect(parseShebang('#!/usr/bin/env -S A=1 B=x=y node --max-semi-space-size=4 --no-warnings')).toEqual({
+      env: { A: '1', B: 'x=y' },
+      nodeArgs: ['--max-semi-space-size=4', '--no-warnings'],
+    });
+    expect(parseShebang('#!/usr/local/bin/node --flag')).toEqual({ env: {}, nodeArgs: ['--flag'] });
+    expect(parseShebang('// not a launcher')).toEqual({ env: {}, nodeArgs: [] });
+  });
+
+  it('the shipped CLI limits glibc malloc arenas', () => {
+    expect(launcher(join(findRepoRoot(), 'src', 'cli.ts')).env).toEqual({ MALLOC_ARENA_MAX: '2' });
   });
 });

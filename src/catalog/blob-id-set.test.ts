@@ -44,4 +44,36 @@ describe('BlobIdSet', () => {
     set.add(Buffer.alloc(32));
     expect(sharedHas(set.table(), Buffer.alloc(32))).toBe(false);
   });
+  it('grows by half, never to more than 1.5/0.7 slots per id, and a set sized for its ids does not grow', () => {
+    const set = new BlobIdSet(16);
+    for (let i = 0; i < 20000; i++) {
+      set.add(randomBytes(32));
+      const slots = set.table().capacity;
+      expect(slots * 0.7).toBeGreaterThanOrEqual(set.size);
+      if (set.size > 1000) expect(slots).toBeLessThanOrEqual(Math.ceil((set.size * 1.5) / 0.7) + 2);
+    }
+    expect(set.table().slots.length).toBe(set.table().capacity * 8);
+    const sized = new BlobIdSet(5000);
+    const gen = sized.generation;
+    const ids = Array.from({ length: 5000 }, () => randomBytes(32));
+    for (const id of ids) sized.add(id);
+    expect(sized.generation).toBe(gen);
+    for (const id of ids) expect(sized.has(id)).toBe(true);
+  });
+  it('finds ids whose probe run wraps past the last slot', () => {
+    const set = new BlobIdSet(100);
+    const cap = set.table().capacity;
+    // Ids whose home slot is the last one (the first word, little-endian, is cap - 1).
+    const ids = Array.from({ length: 5 }, () => {
+      const id = randomBytes(32);
+      id.writeUInt32LE(cap - 1, 0);
+      return id;
+    });
+    for (const id of ids) expect(set.add(id)).toBe(true);
+    for (const id of ids) expect(set.has(id)).toBe(true);
+    for (const id of ids) expect(sharedHas(set.table(), id)).toBe(true);
+    const other = randomBytes(32);
+    other.writeUInt32LE(cap - 1, 0);
+    expect(set.has(other)).toBe(false);
+  });
 });

@@ -12,21 +12,30 @@ const WORDS = ID / 4;
 /** A read-only view of a set's table, for other threads. Replaced (not mutated in size) when the set grows. */
 export interface SharedIdTable {
   slots: Uint32Array;
-  mask: number;
+  /** Number of slots (any size: not a power of two). */
+  capacity: number;
 }
+
+/**
+ * The table is kept at most this full (linear probing stays short: ~6 probes for an absent id) and
+ * grows by half when it would be fuller, so a large set's table is 1/0.7 to 1.5/0.7 × 32 bytes per
+ * id (instead of doubling at half full: 2 to 4 × 32 bytes, and 3 × the old table while it grows).
+ */
+const MAX_LOAD = 0.7;
+const GROWTH = 1.5;
+const MIN_CAPACITY = 16;
 
 export class BlobIdSet {
   #slots: Uint32Array; // WORDS words per slot; all-zero = empty (an all-zero id is kept aside)
-  #mask: number;
+  #capacity: number;
   #size = 0;
   #hasZero = false;
   #generation = 0;
 
   constructor(expected = 1024) {
-    let cap = 16;
-    while (cap < expected * 2) cap *= 2;
+    const cap = Math.max(MIN_CAPACITY, Math.ceil(expected / MAX_LOAD) + 1);
     this.#slots = sharedWords(cap * WORDS);
-    this.#mask = cap - 1;
+    this.#capacity = cap;
   }
 
   get size(): number {
@@ -40,13 +49,13 @@ export class BlobIdSet {
 
   /** The current table, for `sharedHas` in another thread. The all-zero id is not in it. */
   table(): SharedIdTable {
-    return { slots: this.#slots, mask: this.#mask };
+    return { slots: this.#slots, capacity: this.#capacity };
   }
 
   has(id: Uint8Array): boolean {
     const w = words(id);
     if (isZero(w)) return this.#hasZero;
-    return find(this.#slots, this.#mask, w) >= 0;
+    return find(this.#slots, this.#capacity, w) >= 0;
   }
 
   /** `has` for an id written in hex (64 digits); false for anything else. Allocates nothing. */
@@ -60,7 +69,7 @@ export class BlobIdSet {
     }
     const w = HEX_WORDS;
     if (isZero(w)) return this.#hasZero;
-    return find(this.#slots, this.#mask, w) >= 0;
+    return find(this.#slots, this.#capacity, w) >= 0;
   }
 
   /** `has` for the 32 bytes of `buf` at `offset` (e.g. one id of a list stored back to back). Allocates nothing. */
@@ -69,7 +78,7 @@ export class BlobIdSet {
     HEX_BYTES.set(buf.subarray(offset, offset + ID));
     const w = HEX_WORDS;
     if (isZero(w)) return this.#hasZero;
-    return find(this.#slots, this.#mask, w) >= 0;
+    return find(this.#slots, this.#capacity, w) >= 0;
   }
 
   /** Adds `id`; returns false if it was already present. */
@@ -80,23 +89,23 @@ export class BlobIdSet {
       this.#hasZero = true;
       return !had;
     }
-    if (find(this.#slots, this.#mask, w) >= 0) return false;
-    if ((this.#size + 1) * 2 > this.#mask + 1) this.#grow();
-    insert(this.#slots, this.#mask, w);
+    if (find(this.#slots, this.#capacity, w) >= 0) return false;
+    if (this.#size + 1 > this.#capacity * MAX_LOAD) this.#grow();
+    insert(this.#slots, this.#capacity, w);
     this.#size++;
     return true;
   }
 
   #grow(): void {
     const old = this.#slots;
-    const slots = sharedWords(old.length * 2);
-    const mask = this.#mask * 2 + 1;
+    const capacity = Math.ceil(this.#capacity * GROWTH);
+    const slots = sharedWords(capacity * WORDS);
     for (let base = 0; base < old.length; base += WORDS) {
       const w = old.subarray(base, base + WORDS);
-      if (!isZero(w)) insert(slots, mask, w);
+      if (!isZero(w)) insert(slots, capacity, w);
     }
     this.#slots = slots;
-    this.#mask = mask;
+    this.#capacity = capacity;
     this.#generation++;
   }
 }
@@ -108,7 +117,7 @@ export class BlobIdSet {
 export function sharedHas(table: SharedIdTable, id: Uint8Array): boolean {
   const w = words(id);
   if (isZero(w)) return false;
-  return find(table.slots, table.mask, w) >= 0;
+  return find(table.slots, table.capacity, w) >= 0;
 }
 
 const HEX_BYTES = new Uint8Array(ID);
@@ -125,9 +134,14 @@ function sharedWords(n: number): Uint32Array {
   return new Uint32Array(new SharedArrayBuffer(n * 4));
 }
 
-function find(slots: Uint32Array, mask: number, w: Uint32Array): number {
+/** The home slot of an id: ids are hashes, so their first word is uniform. */
+function home(w0: number, capacity: number): number {
+  return w0 % capacity;
+}
+
+function find(slots: Uint32Array, capacity: number, w: Uint32Array): number {
   const w0 = w[0]!;
-  for (let i = w0 & mask; ; i = (i + 1) & mask) {
+  for (let i = home(w0, capacity); ; i = i + 1 === capacity ? 0 : i + 1) {
     const base = i * WORDS;
     const s0 = slots[base]!;
     if (s0 === w0) {
@@ -144,8 +158,8 @@ function find(slots: Uint32Array, mask: number, w: Uint32Array): number {
   }
 }
 
-function insert(slots: Uint32Array, mask: number, w: Uint32Array): void {
-  for (let i = w[0]! & mask; ; i = (i + 1) & mask) {
+function insert(slots: Uint32Array, capacity: number, w: Uint32Array): void {
+  for (let i = home(w[0]!, capacity); ; i = i + 1 === capacity ? 0 : i + 1) {
     const base = i * WORDS;
     if (isZero(slots.subarray(base, base + WORDS))) {
       // A reader in another thread may see this slot half-written: it then matches no id (all eight

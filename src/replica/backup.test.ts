@@ -147,4 +147,25 @@ describe('backup pipeline', () => {
     await expectCache(['keep/a', 'keep/b', 'change/c', 'change/new', 'top', 'first', 'becomesDir/inner']);
     catalog.close();
   });
+
+  it('writes an index segment once enough blobs wait for one, however few packs hold them', async () => {
+    const src = path.join(dir, 'src');
+    const spec: Record<string, unknown> = {};
+    for (let f = 0; f < 120; f++) spec[`s${String(f).padStart(3, '0')}`] = bytes(f, 20_000 + f);
+    await writeTree(src, spec as never);
+    const { pool, catalog } = await setup();
+    // ~25 files fill a pack (512 KiB target): a few packs, far fewer than 64, so only the blob count triggers segments.
+    const r = await backupDirectory(pool, catalog, { group: '', source: src, host: 'h', clock: systemClock, indexEveryBlobs: 25 });
+    expect(r.manifest.stats.files).toBe(120);
+    const segments = await pool.listIndexIds();
+    expect(segments.length).toBeGreaterThanOrEqual(4);
+    // Every blob is indexed once, and everything reads back.
+    const indexed: string[] = [];
+    for (const id of segments) for (const p of (await pool.readIndex(id)).packs) for (const e of p.entries) indexed.push(e.id.toString('hex'));
+    expect(new Set(indexed).size).toBe(indexed.length);
+    expect(indexed.length).toBe(r.manifest.stats.newBlobs + 1); // and the one tree
+    const reader = new BlobReader(pool.store, pool.keys, catalog.blobLookup());
+    expect(await reader.read(r.manifest.tree)).toBeInstanceOf(Buffer);
+    catalog.close();
+  });
 });

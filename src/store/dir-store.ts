@@ -1,15 +1,16 @@
 // An object store over a local directory: the storage pool and the scratch area.
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { crashPoint } from '../crash.js';
 import { NotFoundError, isNotFound, throwIfAborted } from '../errors.js';
-import { assertValidKey, type ByteRange, type ObjectInfo, type ObjectStore, type StoreOptions } from './object-store.js';
+import { assertValidKey, type ByteRange, type ObjectInfo, type ObjectWriter, type StreamingObjectStore, type StoreOptions } from './object-store.js';
 
 /** Temporary files carry this prefix; `cleanTemporaries` removes those left by a crash. */
 export const TEMP_PREFIX = '.tmp-';
 
-export class DirStore implements ObjectStore {
+export class DirStore implements StreamingObjectStore {
   readonly capabilities = { connections: 4, atomicReplace: true };
   readonly root: string;
   /** When false, puts skip fsync (only for throwaway stores such as a restore's recovery folder). */
@@ -55,6 +56,21 @@ export class DirStore implements ObjectStore {
       throw err;
     }
     if (this.durable) await syncDir(dir);
+  }
+
+  /**
+   * `put` in pieces: the bytes go to a temporary file in the key's directory as they are written;
+   * `commit` fsyncs it, renames it over the key and fsyncs the directory (the same steps and crash
+   * point as `put`), `abort` removes it.
+   */
+  async openWriter(key: string, options?: StoreOptions): Promise<ObjectWriter> {
+    throwIfAborted(options?.signal);
+    const final = this.path(key);
+    const dir = path.dirname(final);
+    await fs.mkdir(dir, { recursive: true });
+    const tmp = path.join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    const handle = await fs.open(tmp, 'wx', 0o600);
+    return new DirObjectWriter(handle, tmp, final, dir, this.durable, options?.signal);
   }
 
   async get(key: string, options?: StoreOptions & { range?: ByteRange }): Promise<Buffer> {
@@ -156,6 +172,89 @@ export class DirStore implements ObjectStore {
     };
     await walk(this.root);
     return removed;
+  }
+}
+
+class DirObjectWriter implements ObjectWriter {
+  #handle: FileHandle | null;
+  #position = 0;
+  #pending = new Set<Promise<void>>();
+  #error: unknown = null;
+  #done = false;
+
+  constructor(
+    handle: FileHandle,
+    readonly tmp: string,
+    readonly final: string,
+    readonly dir: string,
+    readonly durable: boolean,
+    readonly signal: AbortSignal | undefined,
+  ) {
+    this.#handle = handle;
+  }
+
+  /** Each write goes at its own offset, so writes issued together may run at once and still land in order. */
+  write(data: Uint8Array): Promise<void> {
+    if (this.#done) return Promise.reject(new Error(`writer for ${this.final} is closed`));
+    if (this.#error) return Promise.reject(this.#error);
+    const handle = this.#handle!;
+    const at = this.#position;
+    this.#position += data.length;
+    const run = async (): Promise<void> => {
+      throwIfAborted(this.signal);
+      let done = 0;
+      while (done < data.length) {
+        const { bytesWritten } = await handle.write(data, done, data.length - done, at + done);
+        done += bytesWritten;
+      }
+    };
+    const p = run().catch((err: unknown) => {
+      this.#error ??= err;
+      throw err;
+    });
+    const tracked = p.then(
+      () => {},
+      () => {},
+    );
+    this.#pending.add(tracked);
+    void tracked.then(() => this.#pending.delete(tracked));
+    return p;
+  }
+
+  async commit(): Promise<void> {
+    if (this.#done) throw new Error(`writer for ${this.final} is closed`);
+    this.#done = true;
+    const handle = this.#handle!;
+    this.#handle = null;
+    try {
+      await Promise.all(this.#pending);
+      if (this.#error) throw this.#error;
+      if (this.durable) await handle.sync();
+    } catch (err) {
+      await handle.close().catch(() => {});
+      await fs.rm(this.tmp, { force: true });
+      throw err;
+    }
+    await handle.close();
+    crashPoint('store-temp-written');
+    try {
+      throwIfAborted(this.signal);
+      await fs.rename(this.tmp, this.final);
+    } catch (err) {
+      await fs.rm(this.tmp, { force: true });
+      throw err;
+    }
+    if (this.durable) await syncDir(this.dir);
+  }
+
+  async abort(): Promise<void> {
+    this.#done = true;
+    const handle = this.#handle;
+    this.#handle = null;
+    if (!handle) return;
+    await Promise.all(this.#pending);
+    await handle.close().catch(() => {});
+    await fs.rm(this.tmp, { force: true });
   }
 }
 
