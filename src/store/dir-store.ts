@@ -32,30 +32,14 @@ export class DirStore implements StreamingObjectStore {
 
   /** Writes to a temporary name in the same directory, fsyncs it, renames it over the key, then fsyncs the directory. */
   async put(key: string, data: Uint8Array, options?: StoreOptions): Promise<void> {
-    throwIfAborted(options?.signal);
-    const final = this.path(key);
-    const dir = path.dirname(final);
-    await fs.mkdir(dir, { recursive: true });
-    const tmp = path.join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
-    const handle = await fs.open(tmp, 'wx', 0o600);
+    const writer = await this.openWriter(key, options);
     try {
-      await handle.writeFile(data);
-      if (this.durable) await handle.sync();
+      await writer.write(data);
     } catch (err) {
-      await handle.close().catch(() => {});
-      await fs.rm(tmp, { force: true });
+      await writer.abort();
       throw err;
     }
-    await handle.close();
-    crashPoint('store-temp-written');
-    try {
-      throwIfAborted(options?.signal);
-      await fs.rename(tmp, final);
-    } catch (err) {
-      await fs.rm(tmp, { force: true });
-      throw err;
-    }
-    if (this.durable) await syncDir(dir);
+    await writer.commit();
   }
 
   /**
