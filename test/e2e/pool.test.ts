@@ -135,8 +135,12 @@ describe('strata pool end to end', () => {
     expect((await readFile(path.join(target, 'big.bin'))).equals(edited)).toBe(true);
   });
 
-  it('lists unreadable files in the job result (completed with warnings)', async () => {
-    if (process.getuid?.() !== 0) return; // needs root to run the CLI as another user
+  it('lists unreadable files in the job result (completed with warnings)', async (ctx) => {
+    if (process.getuid?.() !== 0) return ctx.skip('needs root, to run the CLI as another user');
+    const { spawnSync } = await import('node:child_process');
+    const { CLI } = await import('../helpers/cli.js');
+    // "nobody" must be able to run this checkout's CLI (a clone inside a 0700 directory, such as mktemp -d, is out of its reach).
+    if (spawnSync(process.execPath, [CLI, '--version'], { uid: 65534, gid: 65534 }).status !== 0) return ctx.skip(`user 65534 cannot run ${CLI}`);
     await chmod(sb.dir, 0o755);
     const src = path.join(sb.dir, 'src');
     await writeTree(src, { 'ok.txt': 'fine', 'secret.txt': 'no access' });
@@ -145,8 +149,6 @@ describe('strata pool end to end', () => {
     // Run the backup as "nobody", who cannot read secret.txt.
     for (const p of [sb.state, sb.pool, sb.scratch]) await mkdir(p, { recursive: true });
     execFileSync('chown', ['-R', '65534:65534', sb.state, sb.pool, sb.scratch, sb.passphraseFile]);
-    const { spawnSync } = await import('node:child_process');
-    const { CLI } = await import('../helpers/cli.js');
     const r = spawnSync(process.execPath, [CLI, 'backup', '--path', src, '--config', sb.config, '--json'], { uid: 65534, gid: 65534, encoding: 'utf8' });
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout);
