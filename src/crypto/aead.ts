@@ -6,8 +6,27 @@ export const NONCE_BYTES = 12;
 export const TAG_BYTES = 16;
 export const SEAL_OVERHEAD = NONCE_BYTES + TAG_BYTES;
 
+/** Nonces drawn from the CSPRNG at once (one call per 1024 blobs instead of one each: ~5 µs a call here). */
+const NONCES_PER_DRAW = 1024;
+let nonces = Buffer.alloc(0);
+let nonceAt = 0;
+
+/**
+ * A fresh random 96-bit nonce (a view of its own: never handed out twice, never overwritten). Random
+ * nonces under one key stay safe for 2^32 messages (NIST SP 800-38D); a pool far below that.
+ */
+export function nextNonce(): Buffer {
+  if (nonceAt === nonces.length) {
+    nonces = randomBytes(NONCE_BYTES * NONCES_PER_DRAW);
+    nonceAt = 0;
+  }
+  const n = nonces.subarray(nonceAt, nonceAt + NONCE_BYTES);
+  nonceAt += NONCE_BYTES;
+  return n;
+}
+
 export function seal(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Buffer {
-  const nonce = randomBytes(NONCE_BYTES);
+  const nonce = nextNonce();
   const cipher = createCipheriv('aes-256-gcm', key, nonce);
   cipher.setAAD(aad);
   const out = Buffer.allocUnsafe(NONCE_BYTES + plaintext.length + TAG_BYTES);

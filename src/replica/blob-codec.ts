@@ -1,9 +1,9 @@
 // Turns a plaintext blob into its sealed, possibly compressed form and back, checking its id.
-import { compressSync, uncompressSync } from 'lz4-napi';
-import { createCipheriv, randomBytes, randomFillSync } from 'node:crypto';
-import { NONCE_BYTES, SEAL_OVERHEAD, TAG_BYTES, open } from '../crypto/aead.js';
+import { createCipheriv } from 'node:crypto';
+import { NONCE_BYTES, SEAL_OVERHEAD, TAG_BYTES, nextNonce, open } from '../crypto/aead.js';
 import { blobId } from '../crypto/hash.js';
 import { IntegrityError } from '../errors.js';
+import { lz4CompressInto, lz4DecompressInto, lz4FramedBound } from './lz4.js';
 import { Compression } from './pack.js';
 
 /** LZ4 is kept only when it saves at least 1/32 of the blob. */
@@ -17,7 +17,10 @@ export interface EncodedBlob {
 }
 
 export interface BlobPayload {
-  /** `plain` itself (not copied) when stored raw. */
+  /**
+   * `plain` itself (not copied) when stored raw; else the LZ4 frame in this thread's scratch buffer,
+   * valid until the next `compressBlob` on this thread (seal it, or copy it, before that).
+   */
   payload: Buffer;
   compression: Compression;
 }
@@ -33,19 +36,28 @@ export function encodeBlob(encKey: Buffer, id: Buffer, plain: Buffer): EncodedBl
   return { sealed, compression };
 }
 
-/** The payload stored for `plain`: its LZ4 form when that saves at least 1/32, else `plain` itself. */
+/** This thread's LZ4 output buffer, grown to the largest blob seen (chunks are at most 64 MiB). */
+let scratch = Buffer.alloc(0);
+
+/**
+ * The payload stored for `plain`: its LZ4 frame when that saves at least 1/32, else `plain` itself.
+ * LZ4 is stopped as soon as its output would not save that much (it writes into a buffer of that size).
+ */
 export function compressBlob(plain: Buffer): BlobPayload {
   if (plain.length >= 256 && worthCompressing(plain)) {
-    const packed = compressSync(plain);
-    if (packed.length < plain.length - (plain.length >> MIN_SAVING_SHIFT)) return { payload: packed, compression: Compression.Lz4 };
+    const limit = plain.length - (plain.length >> MIN_SAVING_SHIFT) - 1;
+    if (scratch.length < limit) scratch = Buffer.allocUnsafeSlow(Math.min(lz4FramedBound(plain.length), Math.max(limit, 2 * scratch.length)));
+    const n = lz4CompressInto(plain, scratch.subarray(0, limit));
+    if (n > 0) return { payload: scratch.subarray(0, n), compression: Compression.Lz4 };
   }
   return { payload: plain, compression: Compression.None };
 }
 
 function worthCompressing(plain: Buffer): boolean {
   if (plain.length <= SAMPLE_BYTES * 2) return true;
-  const sample = plain.subarray(0, SAMPLE_BYTES);
-  return compressSync(sample).length < SAMPLE_BYTES - (SAMPLE_BYTES >> MIN_SAVING_SHIFT);
+  const limit = SAMPLE_BYTES - (SAMPLE_BYTES >> MIN_SAVING_SHIFT) - 1;
+  if (scratch.length < limit) scratch = Buffer.allocUnsafeSlow(lz4FramedBound(SAMPLE_BYTES));
+  return lz4CompressInto(plain.subarray(0, SAMPLE_BYTES), scratch.subarray(0, limit)) > 0;
 }
 
 /**
@@ -56,7 +68,7 @@ function worthCompressing(plain: Buffer): boolean {
 export function sealInto(out: Uint8Array, encKey: Buffer, payload: Uint8Array, aad: Uint8Array): void {
   if (out.length !== payload.length + SEAL_OVERHEAD) throw new RangeError(`sealInto: output is ${out.length} bytes, expected ${payload.length + SEAL_OVERHEAD}`);
   const nonce = out.subarray(0, NONCE_BYTES);
-  randomFillSync(nonce);
+  nextNonce().copy(nonce);
   const cipher = createCipheriv('aes-256-gcm', encKey, nonce);
   cipher.setAAD(aad);
   let n = NONCE_BYTES;
@@ -85,7 +97,7 @@ export interface SealedParts {
  * pack copies each part once.
  */
 export function sealParts(encKey: Buffer, payload: Uint8Array, aad: Uint8Array): SealedParts {
-  const nonce = randomBytes(NONCE_BYTES);
+  const nonce = nextNonce();
   const cipher = createCipheriv('aes-256-gcm', encKey, nonce);
   cipher.setAAD(aad);
   let body = cipher.update(payload);
@@ -94,19 +106,31 @@ export function sealParts(encKey: Buffer, payload: Uint8Array, aad: Uint8Array):
   return { nonce, body, tag: cipher.getAuthTag() };
 }
 
-/** Opens a sealed blob, decompresses it, and (when `verifyId`) recomputes its id under `idKey`. */
+/** This thread's buffer for `decodeBlob(…, { transient: true })`. */
+let plainScratch = Buffer.alloc(0);
+
+/**
+ * Opens a sealed blob, decompresses it, and (when `verifyId`) recomputes its id under `idKey`. With
+ * `transient`, a compressed blob is decompressed into this thread's scratch buffer: the result is valid
+ * only until the next transient decode on this thread (for a caller that only hashes it).
+ */
 export function decodeBlob(
   keys: { encKey: Buffer; idKey: Buffer },
   entry: { id: Buffer; compression: Compression; rawLength: number },
   sealed: Buffer,
-  options: { verifyId?: boolean; what?: string } = {},
+  options: { verifyId?: boolean; what?: string; transient?: boolean } = {},
 ): Buffer {
   const what = options.what ?? `blob ${entry.id.toString('hex').slice(0, 16)}`;
   const payload = open(keys.encKey, sealed, entry.id, what);
   let plain: Buffer;
   if (entry.compression === Compression.Lz4) {
     try {
-      plain = uncompressSync(payload);
+      let into: Buffer | null = null;
+      if (options.transient) {
+        if (plainScratch.length < entry.rawLength) plainScratch = Buffer.allocUnsafeSlow(Math.max(entry.rawLength, 2 * plainScratch.length));
+        into = plainScratch;
+      }
+      plain = lz4DecompressInto(payload, entry.rawLength, into);
     } catch (err) {
       throw new IntegrityError(`${what}: does not decompress`, { cause: err });
     }

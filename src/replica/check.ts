@@ -113,6 +113,16 @@ export async function checkPool(pool: Pool, options: CheckOptions = {}): Promise
 
   // 3. With --read-data: every pack read whole and verified.
   const trees = new Map<string, Tree>();
+  const cacheTrees = (result: CheckPackResult): void => {
+    for (const t of result.trees) {
+      if (trees.size >= MAX_CACHED_TREES) break;
+      try {
+        trees.set(t.id, decodeTree(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength), `tree ${t.id.slice(0, 16)}`));
+      } catch {
+        // Read again (and reported) by the walk below.
+      }
+    }
+  };
   if (options.readData) {
     const workers = await startWorkers(options.workers ?? defaultWorkerCount(), () => ({ encKey: pool.keys.encKey, idKey: pool.keys.idKey }), signal);
     try {
@@ -145,6 +155,8 @@ export async function checkPool(pool: Pool, options: CheckOptions = {}): Promise
         }
         const result = await workers.run<CheckPackResult>(workers.leastBusy(), 'check-pack', task, { transfer });
         report.bytesRead += result.read;
+        // Decoded now, while the workers verify the next packs (the main thread is otherwise idle).
+        if (!result.whole) cacheTrees(result);
         options.onProgress?.({ phase: 'reading packs', done: ++done, total: packs.size, bytes: report.bytesRead });
         return { result };
       });
@@ -160,14 +172,6 @@ export async function checkPool(pool: Pool, options: CheckOptions = {}): Promise
           if (r.result.blobs.length > 0) {
             addProblem('pack', packId, `${r.result.blobs.length} damaged blob(s): ${r.result.blobs[0]!.message}`);
             for (const b of r.result.blobs) badBlobs.add(b.id);
-          }
-          for (const t of r.result.trees) {
-            if (trees.size >= MAX_CACHED_TREES) break;
-            try {
-              trees.set(t.id, decodeTree(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength), `tree ${t.id.slice(0, 16)}`));
-            } catch {
-              // Read again (and reported) by the walk below.
-            }
           }
         }
       });

@@ -1,8 +1,8 @@
-// Prompt release of the buffers a worker allocates per blob (LZ4 and cipher outputs, up to a MiB or so
-// each). lz4-napi hands out buffers whose memory V8 does not count, and frees them in finalizers that
-// run only when the thread returns to its event loop: a worker that compresses for seconds without
-// yielding grows by every byte LZ4 ever produced (measured: +480 MiB for 1500 MiB of text). A young-
-// generation collection, then one turn of the event loop, every few MiB keeps it flat.
+// Prompt release of the buffers a worker allocates per blob (cipher outputs and decoded blobs, up to
+// a MiB or so each). Buffers whose memory lives outside V8's heap are freed only when V8 collects
+// their handles, and a worker that works for seconds without yielding grows by every such byte
+// (measured with lz4-napi's outputs, before LZ4 wrote into scratch buffers: +480 MiB for 1500 MiB of
+// text). A young-generation collection, then one turn of the event loop, every few MiB keeps it flat.
 import v8 from 'node:v8';
 import vm from 'node:vm';
 

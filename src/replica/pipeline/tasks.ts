@@ -24,7 +24,7 @@ import { blobId } from '../../crypto/hash.js';
 import { NotFoundError } from '../../errors.js';
 import { compressBlob, decodeBlob, sealParts } from '../blob-codec.js';
 import { Chunker, type ChunkerParams } from '../chunker.js';
-import { BlobType, readPackHeader, type Compression, type PackEntry } from '../pack.js';
+import { BlobType, Compression, readPackHeader, type PackEntry } from '../pack.js';
 import { ByteBudget } from './byte-budget.js';
 import { DirLister } from './dir-lister.js';
 import { excluder } from './exclude.js';
@@ -184,17 +184,19 @@ class BackupWorker {
     let body = -1;
     let comp = 0;
     if (!this.known || !sharedHas(this.known, id)) {
+      // Sealed at once: the LZ4 payload lives in this thread's scratch buffer until the next
+      // compressBlob (on the main thread, in tests, that may be another "worker's" after an await).
       const { payload, compression } = compressBlob(data);
       const length = payload.length + SEAL_OVERHEAD;
-      await this.#budget.acquire(length, () => this.#post());
       const sealed = sealParts(this.#encKey, payload, id);
+      await this.#budget.acquire(length, () => this.#post());
       body = this.#bodies.length;
       const own = sealed.body.byteOffset === 0 && sealed.body.byteLength === sealed.body.buffer.byteLength;
       this.#bodies.push(own ? sealed.body : Buffer.from(new Uint8Array(sealed.body))); // transferred: must own its memory
       this.#nonceTags.push(sealed.nonce, sealed.tag);
       this.#acquired += length;
       comp = compression;
-      if (this.#garbage.add(length + (compression ? payload.length : 0))) await this.#garbage.release();
+      if (this.#garbage.add(length)) await this.#garbage.release();
     }
     this.#file.push(file);
     this.#raw.push(data.length);
@@ -518,12 +520,14 @@ async function checkPack(keys: { encKey: Buffer; idKey: Buffer }, task: CheckPac
   const trees: { id: string; data: Uint8Array }[] = [];
   for (const e of entries) {
     try {
+      const tree = e.type === BlobType.Tree;
       const plain = decodeBlob(keys, e, data.subarray(e.offset, e.offset + e.length), {
         verifyId: true,
         what: `blob ${e.id.toString('hex').slice(0, 16)} in pack ${task.packId.slice(0, 12)}`,
+        transient: !tree, // only hashed
       });
-      if (e.type === BlobType.Tree) trees.push({ id: e.id.toString('hex'), data: plain });
-      if (decoded.add(plain.length + e.length)) await decoded.release();
+      if (tree) trees.push({ id: e.id.toString('hex'), data: plain });
+      if (decoded.add(e.length + (tree || e.compression === Compression.None ? plain.length : 0))) await decoded.release();
     } catch (err) {
       blobs.push({ id: e.id.toString('hex'), message: (err as Error).message });
     }
