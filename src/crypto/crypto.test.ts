@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { open, seal } from './aead.js';
-import { blobId, gearTable } from './hash.js';
+import { blobId, blobIdParts, gearTable } from './hash.js';
 import { createKeySlot, generateMasterKeys, openKeySlot } from './keys.js';
 import { generatePassphrase, validatePassphrase } from './passphrase.js';
 
@@ -62,6 +62,21 @@ describe('keyed hashes', () => {
     expect(a.length).toBe(32);
     expect(a.equals(blobId(Buffer.alloc(32, 1), data))).toBe(true);
     expect(a.equals(blobId(Buffer.alloc(32, 2), data))).toBe(false);
+  });
+  it('blob ids are BLAKE3 keyed hashes (the official test vectors), however calls with other keys interleave', () => {
+    const key = Buffer.from('whats the Elvish word for friend');
+    const input = (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => i % 251));
+    const vectors: [number, string][] = [
+      [0, '92b2b75604ed3c761f9d6f62392c8a9227ad0ea3f09573e783f1498a4ed60d26'],
+      [1024, '75c46f6f3d9eb4f55ecaaee480db732e6c2105546f1e675003687c31719c7ba4'],
+    ];
+    for (let round = 0; round < 3; round++) {
+      for (const [n, want] of vectors) {
+        expect(blobId(key, input(n)).toString('hex')).toBe(want);
+        blobId(Buffer.alloc(32, round), input(n + 7)); // another key in between: the reused hasher must switch back
+      }
+    }
+    expect(blobIdParts(key, [input(1024).subarray(0, 100), input(1024).subarray(100)]).toString('hex')).toBe(vectors[1]![1]);
   });
   it('gear tables depend on the key', () => {
     const a = gearTable(Buffer.alloc(32, 1));
