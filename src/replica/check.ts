@@ -14,6 +14,7 @@ import type { IndexedPack } from './index-segment.js';
 import { mapLimit } from './pipeline/limit.js';
 import { transferable } from './pipeline/protocol.js';
 import type { CheckPackResult, CheckPackTask } from './pipeline/tasks.js';
+import type { WorkerPool } from './pipeline/worker-pool.js';
 import { defaultWorkerCount, startWorkers } from './pipeline/workers.js';
 import { PACKS_PREFIX, packKey, type Pool } from './pool.js';
 import { decodeTree, type Tree } from './tree.js';
@@ -52,6 +53,23 @@ const MAX_AFFECTED = 20;
 const MAX_CACHED_TREES = 50_000;
 
 export async function checkPool(pool: Pool, options: CheckOptions = {}): Promise<CheckReport> {
+  const signal = options.signal;
+  // With readData the workers boot (a thread and its modules each) while the index is read.
+  const workersStarted = options.readData
+    ? startWorkers(options.workers ?? defaultWorkerCount(), () => ({ encKey: pool.keys.encKey, idKey: pool.keys.idKey }), signal)
+    : null;
+  workersStarted?.catch(() => {}); // awaited in step 3, or closed in the finally
+  try {
+    return await checkWith(pool, options, workersStarted);
+  } finally {
+    await workersStarted?.then(
+      (w) => w.close(),
+      () => {},
+    );
+  }
+}
+
+async function checkWith(pool: Pool, options: CheckOptions, workersStarted: Promise<WorkerPool> | null): Promise<CheckReport> {
   const signal = options.signal;
   const report: CheckReport = { ok: true, recoveryPoints: 0, packs: 0, blobs: 0, bytesRead: 0, problems: [], unreferencedPacks: [] };
   const problemFor = new Map<string, CheckProblem>();
@@ -123,8 +141,8 @@ export async function checkPool(pool: Pool, options: CheckOptions = {}): Promise
       }
     }
   };
-  if (options.readData) {
-    const workers = await startWorkers(options.workers ?? defaultWorkerCount(), () => ({ encKey: pool.keys.encKey, idKey: pool.keys.idKey }), signal);
+  if (workersStarted) {
+    const workers = await workersStarted;
     try {
       const list = [...packs].filter(([packId]) => !badPacks.has(packId));
       const ahead = Math.max(2, Math.min(pool.store.capabilities.connections, workers.size + 1));

@@ -80,14 +80,27 @@ const OPS_PER_TASK = 512;
 export async function restoreTree(reader: BlobReader, rootTree: string, options: RestoreOptions): Promise<RestoreResult> {
   // Every write under the target goes through its directory descriptors (restore-target.ts), closed here.
   const held: { rt: RestoreTarget | null } = { rt: null };
+  // The workers boot (a thread and its modules each, ~0.2 s) while the plan is made.
+  const workers = startWorkers(options.workers ?? defaultWorkerCount(), () => ({ encKey: reader.keys.encKey, idKey: reader.keys.idKey }), options.signal);
+  workers.catch(() => {}); // awaited by the restore, or closed below
   try {
-    return await restoreTreeInto(reader, rootTree, options, held);
+    return await restoreTreeInto(reader, rootTree, options, held, workers);
   } finally {
+    await workers.then(
+      (w) => w.close(),
+      () => {},
+    );
     await held.rt?.close();
   }
 }
 
-async function restoreTreeInto(reader: BlobReader, rootTree: string, options: RestoreOptions, held: { rt: RestoreTarget | null }): Promise<RestoreResult> {
+async function restoreTreeInto(
+  reader: BlobReader,
+  rootTree: string,
+  options: RestoreOptions,
+  held: { rt: RestoreTarget | null },
+  workersStarted: Promise<WorkerPool>,
+): Promise<RestoreResult> {
   const result: RestoreResult = { files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, skipped: [], renamed: [], warnings: [] };
   const signal = options.signal;
   const ownership = options.restoreOwnership ?? process.getuid?.() === 0;
@@ -247,7 +260,7 @@ async function restoreTreeInto(reader: BlobReader, rootTree: string, options: Re
     return { path: u.file.tmp, offset: u.offset, whole, final: u.file.final, ...(whole ? { meta: metaOf(u.file.node) } : {}) };
   };
 
-  const workers = await startWorkers(options.workers ?? defaultWorkerCount(), () => ({ encKey: reader.keys.encKey, idKey: reader.keys.idKey }), signal);
+  const workers = await workersStarted;
   const warn = (r: { warnings: string[] }) => result.warnings.push(...r.warnings);
   try {
     const creates: FileOp[] = [];
