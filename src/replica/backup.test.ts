@@ -164,6 +164,8 @@ describe('backup pipeline', () => {
     for (const id of segments) for (const p of (await pool.readIndex(id)).packs) for (const e of p.entries) indexed.push(e.id.toString('hex'));
     expect(new Set(indexed).size).toBe(indexed.length);
     expect(indexed.length).toBe(r.manifest.stats.newBlobs + 1); // and the one tree
+    expect(r.manifest.stats.packs).toBeGreaterThan(0);
+    expect(r.manifest.stats.packs).toBe((await listAll(pool.store, 'packs/')).length);
     const reader = new BlobReader(pool.store, pool.keys, catalog.blobLookup());
     expect(await reader.read(r.manifest.tree)).toBeInstanceOf(Buffer);
     catalog.close();

@@ -204,6 +204,7 @@ class BackupRun {
       signal: this.#abort.signal,
       retain: false,
       onPackWritten: (pack) => {
+        this.stats.packs++;
         this.unindexed.push(pack);
         this.#unindexedEntries += pack.entries.length;
         // By blobs too: packs of small files hold thousands of entries each (an id Buffer and an
@@ -385,12 +386,20 @@ class BackupRun {
 
   /**
    * Counts files and bytes concurrently with the backup, so progress can show an ETA on a first
-   * backup. Runs in a worker (a second lstat of every file, with its garbage, kept off this thread).
+   * backup. Runs in a thread of its own (a second lstat of every file, with its garbage, kept off this
+   * thread), which ends with the count: in a pipeline worker it held that worker's first backup tasks
+   * back for as long as the count took (~1.7 s for 53k files on a cold cache, measured).
    */
   async #scanTotals(): Promise<void> {
     this.progress.phase = 'scanning';
-    const { workers } = await this.#pipeline!;
-    const totals = await workers.run<{ files: number; bytes: number }>(0, 'count-tree', { root: this.root, exclude: this.options.exclude ?? [] });
+    const { pool } = this;
+    const counter = await startWorkers(1, () => ({ encKey: pool.keys.encKey, idKey: pool.keys.idKey }), this.#abort.signal);
+    let totals: { files: number; bytes: number };
+    try {
+      totals = await counter.run<{ files: number; bytes: number }>(0, 'count-tree', { root: this.root, exclude: this.options.exclude ?? [] });
+    } finally {
+      await counter.close();
+    }
     this.progress.totalFiles = totals.files;
     this.progress.totalBytes = totals.bytes;
     if (this.progress.phase === 'scanning') this.progress.phase = 'backing up';
