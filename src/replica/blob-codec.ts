@@ -3,7 +3,7 @@ import { createCipheriv } from 'node:crypto';
 import { NONCE_BYTES, SEAL_OVERHEAD, TAG_BYTES, nextNonce, open } from '../crypto/aead.js';
 import { blobId } from '../crypto/hash.js';
 import { IntegrityError } from '../errors.js';
-import { lz4CompressInto, lz4DecompressInto, lz4FramedBound } from './lz4.js';
+import { lz4CompressInto, lz4DecompressInto } from './lz4.js';
 import { Compression } from './pack.js';
 
 /** LZ4 is kept only when it saves at least 1/32 of the blob. */
@@ -36,8 +36,18 @@ export function encodeBlob(encKey: Buffer, id: Buffer, plain: Buffer): EncodedBl
   return { sealed, compression };
 }
 
+/** `buf` when it holds at least `n` bytes, else a new buffer of `n` (this thread's scratch buffers grow so). */
+function atLeast(buf: Buffer, n: number): Buffer {
+  return buf.length >= n ? buf : Buffer.allocUnsafeSlow(n);
+}
+
+/** Bytes an LZ4 frame of `n` raw bytes may take at most to be kept (it must save at least 1/32). */
+function keptLimit(n: number): number {
+  return n - (n >> MIN_SAVING_SHIFT) - 1;
+}
+
 /** This thread's LZ4 output buffer, grown to the largest blob seen (chunks are at most 64 MiB). */
-let scratch = Buffer.alloc(0);
+let scratch: Buffer = Buffer.alloc(0);
 
 /**
  * The payload stored for `plain`: its LZ4 frame when that saves at least 1/32, else `plain` itself.
@@ -45,8 +55,8 @@ let scratch = Buffer.alloc(0);
  */
 export function compressBlob(plain: Buffer): BlobPayload {
   if (plain.length >= 256 && worthCompressing(plain)) {
-    const limit = plain.length - (plain.length >> MIN_SAVING_SHIFT) - 1;
-    if (scratch.length < limit) scratch = Buffer.allocUnsafeSlow(Math.min(lz4FramedBound(plain.length), Math.max(limit, 2 * scratch.length)));
+    const limit = keptLimit(plain.length);
+    scratch = atLeast(scratch, limit);
     const n = lz4CompressInto(plain, scratch.subarray(0, limit));
     if (n > 0) return { payload: scratch.subarray(0, n), compression: Compression.Lz4 };
   }
@@ -55,8 +65,8 @@ export function compressBlob(plain: Buffer): BlobPayload {
 
 function worthCompressing(plain: Buffer): boolean {
   if (plain.length <= SAMPLE_BYTES * 2) return true;
-  const limit = SAMPLE_BYTES - (SAMPLE_BYTES >> MIN_SAVING_SHIFT) - 1;
-  if (scratch.length < limit) scratch = Buffer.allocUnsafeSlow(lz4FramedBound(SAMPLE_BYTES));
+  const limit = keptLimit(SAMPLE_BYTES);
+  scratch = atLeast(scratch, limit);
   return lz4CompressInto(plain.subarray(0, SAMPLE_BYTES), scratch.subarray(0, limit)) > 0;
 }
 
@@ -107,7 +117,7 @@ export function sealParts(encKey: Buffer, payload: Uint8Array, aad: Uint8Array):
 }
 
 /** This thread's buffer for `decodeBlob(…, { transient: true })`. */
-let plainScratch = Buffer.alloc(0);
+let plainScratch: Buffer = Buffer.alloc(0);
 
 /**
  * Opens a sealed blob, decompresses it, and (when `verifyId`) recomputes its id under `idKey`. With
@@ -125,12 +135,8 @@ export function decodeBlob(
   let plain: Buffer;
   if (entry.compression === Compression.Lz4) {
     try {
-      let into: Buffer | null = null;
-      if (options.transient) {
-        if (plainScratch.length < entry.rawLength) plainScratch = Buffer.allocUnsafeSlow(Math.max(entry.rawLength, 2 * plainScratch.length));
-        into = plainScratch;
-      }
-      plain = lz4DecompressInto(payload, entry.rawLength, into);
+      if (options.transient) plainScratch = atLeast(plainScratch, entry.rawLength);
+      plain = lz4DecompressInto(payload, entry.rawLength, options.transient ? plainScratch : null);
     } catch (err) {
       throw new IntegrityError(`${what}: does not decompress`, { cause: err });
     }

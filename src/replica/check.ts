@@ -15,7 +15,7 @@ import { mapLimit } from './pipeline/limit.js';
 import { transferable } from './pipeline/protocol.js';
 import type { CheckPackResult, CheckPackTask } from './pipeline/tasks.js';
 import type { WorkerPool } from './pipeline/worker-pool.js';
-import { defaultWorkerCount, startWorkers } from './pipeline/workers.js';
+import { defaultWorkerCount, startWorkersEarly } from './pipeline/workers.js';
 import { PACKS_PREFIX, packKey, type Pool } from './pool.js';
 import { decodeTree, type Tree } from './tree.js';
 
@@ -53,19 +53,14 @@ const MAX_AFFECTED = 20;
 const MAX_CACHED_TREES = 50_000;
 
 export async function checkPool(pool: Pool, options: CheckOptions = {}): Promise<CheckReport> {
-  const signal = options.signal;
-  // With readData the workers boot (a thread and its modules each) while the index is read.
-  const workersStarted = options.readData
-    ? startWorkers(options.workers ?? defaultWorkerCount(), () => ({ encKey: pool.keys.encKey, idKey: pool.keys.idKey }), signal)
+  // With readData the workers boot while the index is read.
+  const workers = options.readData
+    ? startWorkersEarly(options.workers ?? defaultWorkerCount(), () => ({ encKey: pool.keys.encKey, idKey: pool.keys.idKey }), options.signal)
     : null;
-  workersStarted?.catch(() => {}); // awaited in step 3, or closed in the finally
   try {
-    return await checkWith(pool, options, workersStarted);
+    return await checkWith(pool, options, workers?.ready ?? null);
   } finally {
-    await workersStarted?.then(
-      (w) => w.close(),
-      () => {},
-    );
+    await workers?.close();
   }
 }
 

@@ -6,6 +6,7 @@
 // the same ratio, and it writes into buffers we own (no allocation per blob). The framing is the one
 // lz4-napi's `compressSync` writes, so blobs written by either decode with either.
 import { createRequire } from 'node:module';
+import { StrataError } from '../errors.js';
 
 interface Lz4Binding {
   /** LZ4_compressBound. */
@@ -22,7 +23,11 @@ function loadBinding(): Lz4Binding {
   try {
     return require('lz4/build/Release/lz4.node') as Lz4Binding;
   } catch (err) {
-    throw new Error('the lz4 native module is not built: run `npm ci` (it builds lz4 from source; allowScripts must allow it)', { cause: err });
+    throw new StrataError(
+      'STRATA_INSTALL_INCOMPLETE',
+      "strata's LZ4 module (node_modules/lz4/build/Release/lz4.node) is not built: run `npm ci` in strata's directory (it compiles lz4 from source: python3, make and a C++ compiler are needed)",
+      { kind: 'failed', cause: err },
+    );
   }
 }
 
@@ -31,7 +36,7 @@ const binding = loadBinding();
 /** Bytes of the raw-length prefix. */
 export const LZ4_PREFIX_BYTES = 4;
 
-/** The largest framed output `lz4Compress` can produce for `size` raw bytes. */
+/** The largest framed output `lz4CompressInto` can produce for `size` raw bytes. */
 export function lz4FramedBound(size: number): number {
   return LZ4_PREFIX_BYTES + binding.compressBound(size);
 }

@@ -19,7 +19,7 @@ import { Limiter, mapLimit } from './pipeline/limit.js';
 import { transferable } from './pipeline/protocol.js';
 import type { BlobUse, FileOp, Meta, RestorePackTask, RestoreResultPart } from './pipeline/tasks.js';
 import type { WorkerPool } from './pipeline/worker-pool.js';
-import { defaultWorkerCount, startWorkers } from './pipeline/workers.js';
+import { defaultWorkerCount, startWorkersEarly } from './pipeline/workers.js';
 import { packKey } from './pool.js';
 import { RestoreTarget } from './restore-target.js';
 import { isSafeName, type TreeNode } from './tree.js';
@@ -80,16 +80,12 @@ const OPS_PER_TASK = 512;
 export async function restoreTree(reader: BlobReader, rootTree: string, options: RestoreOptions): Promise<RestoreResult> {
   // Every write under the target goes through its directory descriptors (restore-target.ts), closed here.
   const held: { rt: RestoreTarget | null } = { rt: null };
-  // The workers boot (a thread and its modules each, ~0.2 s) while the plan is made.
-  const workers = startWorkers(options.workers ?? defaultWorkerCount(), () => ({ encKey: reader.keys.encKey, idKey: reader.keys.idKey }), options.signal);
-  workers.catch(() => {}); // awaited by the restore, or closed below
+  // The workers boot while the plan is made.
+  const workers = startWorkersEarly(options.workers ?? defaultWorkerCount(), () => ({ encKey: reader.keys.encKey, idKey: reader.keys.idKey }), options.signal);
   try {
-    return await restoreTreeInto(reader, rootTree, options, held, workers);
+    return await restoreTreeInto(reader, rootTree, options, held, workers.ready);
   } finally {
-    await workers.then(
-      (w) => w.close(),
-      () => {},
-    );
+    await workers.close();
     await held.rt?.close();
   }
 }

@@ -23,3 +23,25 @@ export async function startWorkers(count: number, init: (index: number) => Worke
     ...(threads ? { script: new URL('./worker.js', import.meta.url) } : { load: () => import('./tasks.js') }),
   });
 }
+
+/**
+ * Starts workers as `startWorkers` does, without waiting for them: they boot (a thread and its modules
+ * each, ~0.2 s) while the caller does other work, then `ready` gives the pool. `close()` closes it
+ * whether or not it was ever awaited, and whether or not it started; call it in a `finally`.
+ */
+export function startWorkersEarly(
+  count: number,
+  init: (index: number) => WorkerInit,
+  signal?: AbortSignal,
+): { ready: Promise<WorkerPool>; close: () => Promise<void> } {
+  const ready = startWorkers(count, init, signal);
+  ready.catch(() => {}); // reported to whoever awaits `ready`
+  return {
+    ready,
+    close: () =>
+      ready.then(
+        (w) => w.close(),
+        () => {},
+      ),
+  };
+}
