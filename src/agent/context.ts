@@ -5,11 +5,13 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { Catalog } from '../catalog/catalog.js';
 import { processClock, type Clock } from '../clock.js';
-import type { StrataConfig } from '../config/types.js';
+import type { SourceConfig, StrataConfig } from '../config/types.js';
 import { readPassphraseFile } from '../crypto/passphrase.js';
+import { isWalkOf, startTreeWalk, type TreeWalk } from '../replica/pipeline/walk-feed.js';
 import { syncCatalog } from '../replica/catalog-sync.js';
 import { Pool } from '../replica/pool.js';
 import { DirStore } from '../store/dir-store.js';
+import { backupSources, listableEarly, sourceExclude, type BackupRequest } from './backup-sources.js';
 import { createLogger } from './log.js';
 
 export interface ContextOptions {
@@ -29,6 +31,7 @@ export class AgentContext {
   #pool: Pool | null = null;
   #opening: Promise<Pool> | null = null;
   #poolStore: DirStore | null = null;
+  #earlyWalk: TreeWalk | null = null;
 
   constructor(config: StrataConfig, options: ContextOptions = {}) {
     this.config = config;
@@ -89,11 +92,40 @@ export class AgentContext {
     return { pool, catalog };
   }
 
+  /**
+   * Starts listing the tree of a backup's first source now, on a lister thread, so that it overlaps
+   * the rest of the start-up (the job's modules, the gate, the key derivation). Only where that is safe
+   * (backup-sources.ts listableEarly); a request in error is left for the job to report. The backup
+   * takes the walk over (takeEarlyWalk); `close` ends one never taken.
+   */
+  prefetchBackupWalk(request: BackupRequest): void {
+    if (this.#earlyWalk) return;
+    let first: SourceConfig | undefined;
+    try {
+      first = backupSources(this.config, request).sources[0];
+    } catch {
+      return;
+    }
+    if (first && listableEarly(first)) this.#earlyWalk = startTreeWalk(first.path, sourceExclude(first, request));
+  }
+
+  /** The walk `prefetchBackupWalk` started, if it is of `root` with these exclusions (else it is ended). */
+  takeEarlyWalk(root: string, exclude: readonly string[]): TreeWalk | null {
+    const walk = this.#earlyWalk;
+    this.#earlyWalk = null;
+    if (walk && isWalkOf(walk, root, exclude)) return walk;
+    void walk?.close();
+    return null;
+  }
+
   setPool(pool: Pool): void {
     this.#pool = pool;
   }
 
   close(): void {
+    const walk = this.#earlyWalk;
+    this.#earlyWalk = null;
+    void walk?.close();
     this.#catalog?.close();
     this.#catalog = null;
     this.log.flush?.();

@@ -9,7 +9,8 @@ import type { JobRow, JobTrigger } from '../catalog/catalog.js';
 import { StrataError } from '../errors.js';
 import type { AgentContext } from './context.js';
 import type { CheckReport } from '../replica/check.js';
-import { backupSources, runBackup, runCheck, runRestore, type BackupJobResult, type RestoreJobOptions } from './jobs.js';
+import { backupSources } from './backup-sources.js';
+import { runBackup, runCheck, runRestore, type BackupJobResult, type RestoreJobOptions } from './jobs.js';
 import { errorChain } from './log.js';
 import { runPrune, type DeletedObjects, type PruneJobResult } from './prune.js';
 
@@ -109,7 +110,7 @@ export class JobRunner {
     req: { group?: string; path?: string; exclude?: string[]; to?: 'disk' | 'cloud' | 'both' },
     options: { trigger: Trigger; listener?: JobListener },
   ): Promise<Started<BackupJobResult>> {
-    const { group } = backupSources(this.ctx, req);
+    const { group } = backupSources(this.ctx.config, req);
     const key = group ? `group:${group}` : `path:${path.resolve(req.path!)}`;
     const job = this.#claim(key, req.to === 'cloud' ? 'backup --to cloud' : 'backup', group || null, options.trigger, options.listener);
     return this.#start(job, () =>

@@ -7,7 +7,7 @@ import type { SourceConfig } from '../config/types.js';
 import { crashPoint } from '../crash.js';
 import { generatePassphrase, validatePassphrase } from '../crypto/passphrase.js';
 import { StrataError, toStrataError } from '../errors.js';
-import { backupDirectory, type BackupProgress } from '../replica/backup.js';
+import { backupDirectory, startTreeWalk, type BackupOptions, type BackupProgress, type TreeWalk } from '../replica/backup.js';
 import { BlobReader } from '../replica/blob-reader.js';
 import { syncCatalog } from '../replica/catalog-sync.js';
 import { checkPool, type CheckReport } from '../replica/check.js';
@@ -15,6 +15,7 @@ import { withLock } from '../replica/lock.js';
 import type { BackupStats } from '../replica/manifest.js';
 import { Pool } from '../replica/pool.js';
 import { restoreTree, type ConflictPolicy, type RestoreProgress, type RestoreResult } from '../replica/restore.js';
+import { backupSources, listableEarly, sourceExclude } from './backup-sources.js';
 import { writeSecretFile } from './secret-file.js';
 import { markForCloud, replicate, syncDescriptionAndKeys, type ReplicationResult } from './replication.js';
 import { gateJob, getRegistration, vaultStore } from './vault.js';
@@ -97,32 +98,50 @@ export interface BackupJobOptions extends JobHooks<BackupProgress & { source: st
   onFileError?: (source: string, relPath: string, message: string) => void;
 }
 
-/** Resolves what a backup job covers: a protection group's sources, or one ad hoc directory. */
-export function backupSources(ctx: AgentContext, options: { group?: string; path?: string; exclude?: string[] }): { group: string; sources: SourceConfig[] } {
-  if (options.path !== undefined) {
-    if (options.group !== undefined) throw new StrataError('STRATA_USAGE', 'give a protection group or --path, not both', { kind: 'usage' });
-    return { group: '', sources: [{ path: path.resolve(options.path), type: 'directory', exclude: options.exclude ?? [] }] };
-  }
-  if (options.group === undefined) throw new StrataError('STRATA_USAGE', 'name a protection group, or give --path DIR for an ad hoc backup', { kind: 'usage' });
-  const group = ctx.config.protectionGroups.find((g) => g.name === options.group);
-  if (!group) {
-    const known = ctx.config.protectionGroups.map((g) => g.name);
-    throw new StrataError('STRATA_GROUP_UNKNOWN', `no protection group "${options.group}" in ${ctx.config.configFile ?? 'the config'}${known.length ? ` (known: ${known.join(', ')})` : ''}`, {
-      kind: 'usage',
-    });
-  }
-  return { group: group.name, sources: group.sources };
-}
-
 export async function runBackup(ctx: AgentContext, options: BackupJobOptions): Promise<BackupJobResult> {
-  const { group, sources } = backupSources(ctx, options);
+  const { group, sources } = backupSources(ctx.config, options);
   const groupConfig = ctx.config.protectionGroups.find((g) => g.name === group);
   const to = options.to ?? (groupConfig?.online ? 'both' : 'disk');
+  // The first source's tree is listed from now on (if the CLI has not started that already), while the
+  // gate is asked and the pool's key derived.
+  const first = sources[0];
+  let early: TreeWalk | null = null;
+  if (to !== 'cloud' && first && listableEarly(first)) {
+    const exclude = sourceExclude(first, options);
+    early = ctx.takeEarlyWalk(first.path, exclude) ?? startTreeWalk(first.path, exclude, options.signal ? { signal: options.signal } : {});
+  }
+  try {
+    return await runBackupWith(ctx, options, group, sources, to, () => {
+      const walk = early;
+      early = null;
+      return walk;
+    });
+  } finally {
+    await early?.close();
+  }
+}
+
+async function runBackupWith(
+  ctx: AgentContext,
+  options: BackupJobOptions,
+  group: string,
+  sources: SourceConfig[],
+  to: 'disk' | 'cloud' | 'both',
+  takeEarlyWalk: () => TreeWalk | null,
+): Promise<BackupJobResult> {
   // A server backs up nothing, not even to disk, before it is registered; then the gate decides.
   const trigger = options.trigger ?? 'ad hoc';
   const job = { kind: 'backup', group: group || null, trigger, ...(options.signal ? { signal: options.signal } : {}) };
+  ctx.prefetchPool();
   await gateJob(ctx, 'backup-disk', job);
   if (to !== 'disk') await gateJob(ctx, 'backup-cloud', job);
+  // The dedup set is read while the key is derived (the generation tells the backup whether it is still exact).
+  let known: BackupOptions['known'] | null = null;
+  if (to !== 'cloud') {
+    const early = ctx.catalog();
+    const generation = early.blobGeneration();
+    known = { generation, set: early.knownBlobIds() };
+  }
   const { pool, catalog } = await ctx.poolAndCatalog();
   if (to === 'cloud') {
     // The latest disk recovery point of each source goes to the cloud; none is made.
@@ -149,7 +168,10 @@ export async function runBackup(ctx: AgentContext, options: BackupJobOptions): P
   try {
     await withLock(pool.store, { exclusive: false, operation: `backup ${group || options.path}`, clock: ctx.clock, host: ctx.host }, async () => {
       for (const source of sources) {
-        results.push(await backupSource(ctx, pool, catalog, group, source, options, jobId));
+        const first = source === sources[0];
+        const early = first ? { walk: takeEarlyWalk(), known } : { walk: null, known: null };
+        known = null;
+        results.push(await backupSource(ctx, pool, catalog, group, source, options, jobId, early));
       }
     });
   } catch (err) {
@@ -186,7 +208,9 @@ async function backupSource(
   source: SourceConfig,
   options: BackupJobOptions,
   jobId: number,
+  early: { walk: TreeWalk | null; known: BackupOptions['known'] | null },
 ): Promise<SourceResult> {
+  const { walk, known } = early;
   const warnings: string[] = [];
   let lastProgressWrite = 0;
   const hooks = {
@@ -212,13 +236,13 @@ async function backupSource(
       if (source.type === 'sqlite') {
         const snap = await snapshotSqlite(source.path, ctx.config.scratch);
         try {
-          const { id, manifest } = await backupDirectory(pool, catalog, { ...hooks, group, source: source.path, sourceType: 'sqlite', snapshotDir: snap.dir });
+          const { id, manifest } = await backupDirectory(pool, catalog, { ...hooks, group, source: source.path, sourceType: 'sqlite', snapshotDir: snap.dir, ...(known ? { known } : {}) });
           return { source: source.path, recoveryPoint: id, stats: manifest.stats, warnings: manifest.warnings };
         } finally {
           await snap.cleanup();
         }
       }
-      const { id, manifest } = await backupDirectory(pool, catalog, { ...hooks, group, source: source.path, exclude: source.exclude ?? options.exclude ?? [] });
+      const { id, manifest } = await backupDirectory(pool, catalog, { ...hooks, group, source: source.path, exclude: sourceExclude(source, options), ...(walk ? { walk } : {}), ...(known ? { known } : {}) });
       warnings.push(...manifest.warnings);
       return { source: source.path, recoveryPoint: id, stats: manifest.stats, warnings };
     } finally {

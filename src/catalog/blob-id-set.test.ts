@@ -17,6 +17,33 @@ describe('BlobIdSet', () => {
     expect(set.size).toBe(5000);
     for (let i = 0; i < 5000; i++) expect(set.has(randomBytes(32))).toBe(false);
   });
+  it('comes back from its snapshot exactly, and refuses bytes that are not one', () => {
+    const set = new BlobIdSet(4);
+    const ids = Array.from({ length: 3000 }, () => randomBytes(32));
+    for (const id of ids) set.add(id);
+    set.add(Buffer.alloc(32));
+    const snap = set.snapshot();
+    const back = BlobIdSet.fromSnapshot(snap)!;
+    expect(back.size).toBe(set.size);
+    for (const id of ids) expect(back.has(id)).toBe(true);
+    expect(back.has(Buffer.alloc(32))).toBe(true);
+    expect(back.has(randomBytes(32))).toBe(false);
+    const more = randomBytes(32);
+    expect(back.add(more)).toBe(true); // still a working set, growing as needed
+    for (let i = 0; i < 3000; i++) back.add(randomBytes(32));
+    expect(back.has(more) && back.has(ids[0]!)).toBe(true);
+
+    expect(BlobIdSet.fromSnapshot(snap.subarray(0, snap.length - 32))).toBeNull(); // truncated
+    const otherCount = Buffer.from(snap);
+    otherCount.writeUInt32LE(otherCount.readUInt32LE(16) + 1, 16);
+    expect(BlobIdSet.fromSnapshot(otherCount)).toBeNull(); // the count does not match the table
+    const lostId = Buffer.from(snap);
+    const firstUsed = lostId.subarray(24).findIndex((b) => b !== 0);
+    lostId.fill(0, 24 + firstUsed - (firstUsed % 32), 24 + firstUsed - (firstUsed % 32) + 32);
+    expect(BlobIdSet.fromSnapshot(lostId)).toBeNull();
+    expect(BlobIdSet.fromSnapshot(Buffer.from('SIDSET02' + snap.toString('latin1', 8), 'latin1'))).toBeNull(); // another format
+    expect(BlobIdSet.fromSnapshot(Buffer.alloc(10))).toBeNull();
+  });
   it('handles unaligned views, and the all-zero id', () => {
     const set = new BlobIdSet();
     const big = randomBytes(40);

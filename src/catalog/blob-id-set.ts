@@ -96,6 +96,43 @@ export class BlobIdSet {
     return true;
   }
 
+  /**
+   * The set as bytes, for `fromSnapshot`: a header (format, table size, count) and the table itself,
+   * in this machine's byte order (which the header records).
+   */
+  snapshot(): Buffer {
+    const body = Buffer.from(this.#slots.buffer, this.#slots.byteOffset, this.#slots.byteLength);
+    const header = Buffer.alloc(SNAPSHOT_HEADER);
+    header.write(SNAPSHOT_MAGIC, 0, 'latin1');
+    new Uint32Array(header.buffer, header.byteOffset + 8, 1)[0] = BYTE_ORDER;
+    header.writeUInt32LE(this.#capacity, 12);
+    header.writeUInt32LE(this.#size, 16);
+    header.writeUInt32LE(this.#hasZero ? 1 : 0, 20);
+    return Buffer.concat([header, body]);
+  }
+
+  /** A set from `snapshot()`'s bytes, or null when they are not one (another format or byte order, or inconsistent). */
+  static fromSnapshot(data: Uint8Array): BlobIdSet | null {
+    if (data.length < SNAPSHOT_HEADER) return null;
+    const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    if (buf.toString('latin1', 0, 8) !== SNAPSHOT_MAGIC || buf.readUInt32LE(8) !== LE_OF_BYTE_ORDER) return null;
+    const capacity = buf.readUInt32LE(12);
+    const size = buf.readUInt32LE(16);
+    const hasZero = buf.readUInt32LE(20);
+    if (capacity < MIN_CAPACITY || hasZero > 1 || size > capacity * MAX_LOAD || buf.length !== SNAPSHOT_HEADER + capacity * ID) return null;
+    const set = new BlobIdSet(0);
+    const slots = sharedWords(capacity * WORDS);
+    new Uint8Array(slots.buffer).set(buf.subarray(SNAPSHOT_HEADER));
+    let used = 0;
+    for (let base = 0; base < slots.length; base += WORDS) if (!isZero(slots.subarray(base, base + WORDS))) used++;
+    if (used !== size) return null;
+    set.#slots = slots;
+    set.#capacity = capacity;
+    set.#size = size;
+    set.#hasZero = hasZero === 1;
+    return set;
+  }
+
   #grow(): void {
     const old = this.#slots;
     const capacity = Math.ceil(this.#capacity * GROWTH);
@@ -119,6 +156,12 @@ export function sharedHas(table: SharedIdTable, id: Uint8Array): boolean {
   if (isZero(w)) return false;
   return find(table.slots, table.capacity, w) >= 0;
 }
+
+const SNAPSHOT_MAGIC = 'SIDSET01';
+const SNAPSHOT_HEADER = 24;
+/** Written as a native uint32: read back as little-endian, it says which byte order the table's words are in. */
+const BYTE_ORDER = 0x01020304;
+const LE_OF_BYTE_ORDER = new Uint8Array(new Uint32Array([BYTE_ORDER]).buffer)[0] === 0x04 ? BYTE_ORDER : 0x04030201;
 
 const HEX_BYTES = new Uint8Array(ID);
 const HEX_WORDS = new Uint32Array(HEX_BYTES.buffer);

@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -120,6 +121,76 @@ describe('blob lookups', () => {
     expect(bulk(blobId(n + 5))).toBeUndefined();
     expect(c.blobIndex().size).toBe(n);
     c.close();
+  });
+});
+
+describe('the dedup set snapshot', () => {
+  const blobId = (i: number) => createHash('sha256').update(`blob ${i}`).digest();
+  const segment = (c: Catalog, name: string, from: number, count: number) =>
+    c.addIndexSegment(name, [
+      {
+        id: createHash('sha256').update(name).digest('hex'),
+        size: 1 << 20,
+        entries: Array.from({ length: count }, (_, k) => ({ type: 1, id: blobId(from + k), offset: k * 100, length: 100, rawLength: 100, compression: 0 })),
+      },
+    ]);
+
+  it('the blob generation moves with every segment recorded and every blob forgotten, to a token never seen before', () => {
+    const c = Catalog.open(path.join(dir, 'catalog.db'));
+    const seen = new Set<string>([c.blobGeneration()]);
+    const a = segment(c, 'a', 0, 10);
+    expect(a.generationBefore).toBe([...seen][0]);
+    expect(c.blobGeneration()).toBe(a.generationAfter);
+    seen.add(a.generationAfter);
+    const b = segment(c, 'b', 10, 10);
+    expect(b.generationBefore).toBe(a.generationAfter);
+    seen.add(b.generationAfter);
+    c.removeIndexSegment('a');
+    seen.add(c.blobGeneration());
+    c.db.prepare('DELETE FROM blobs WHERE id = ?').run(blobId(15)); // any delete, whoever makes it
+    seen.add(c.blobGeneration());
+    expect(seen.size).toBe(5);
+    const unchanged = c.blobGeneration();
+    c.recoveryPoints({});
+    expect(c.blobGeneration()).toBe(unchanged);
+    c.close();
+  });
+
+  it('is read instead of the index only while the generation it was saved at holds, and never once a blob is forgotten', () => {
+    const file = path.join(dir, 'catalog.db');
+    const c = Catalog.open(file);
+    segment(c, 'a', 0, 50);
+    segment(c, 'b', 50, 50);
+    const set = c.knownBlobIds();
+    const marker = randomBytes(32); // in the saved set but in no segment: shows which one was read
+    set.add(marker);
+    c.saveKnownBlobIds(set, c.blobGeneration());
+    expect(c.knownBlobIds().has(marker)).toBe(true);
+
+    c.removeIndexSegment('a'); // prune forgets blobs 0-49
+    const after = c.knownBlobIds();
+    expect(after.has(marker)).toBe(false);
+    expect(after.has(blobId(3))).toBe(false);
+    expect(after.has(blobId(73))).toBe(true);
+    expect(after.size).toBe(50);
+
+    // Saved again, then damaged on disk: the index is read instead.
+    c.saveKnownBlobIds(set, c.blobGeneration());
+    expect(c.knownBlobIds().has(marker)).toBe(true);
+    const snap = readFileSync(`${file}-known`);
+    snap[snap.length - 5]! ^= 1;
+    writeFileSync(`${file}-known`, snap);
+    expect(c.knownBlobIds().has(marker)).toBe(false);
+    expect(c.knownBlobIds().size).toBe(50);
+    c.close();
+
+    // Another catalog in the same place (rebuilt, or replaced) never matches the old snapshot's generation.
+    rmSync(file);
+    rmSync(`${file}-wal`, { force: true });
+    rmSync(`${file}-shm`, { force: true });
+    const again = Catalog.open(file);
+    expect(again.knownBlobIds().size).toBe(0);
+    again.close();
   });
 });
 

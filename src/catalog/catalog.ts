@@ -1,11 +1,16 @@
 // The local SQLite catalog: a cache of what the pool (and the vault) hold, plus jobs and state.
 // Everything in it but jobs and state can be rebuilt from the pool (see replica/catalog-sync.ts).
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { StrataError } from '../errors.js';
 import { BlobIdSet } from './blob-id-set.js';
 import { MIGRATIONS } from './migrations.js';
+
+/** The dedup set's snapshot file (saveKnownBlobIds): magic, generation (32 bytes, NUL-padded), SHA-256 of all else. */
+const KNOWN_MAGIC = 'SKNOWN01';
+const KNOWN_HEAD = 72;
 
 export interface BlobLocation {
   id: Buffer;
@@ -171,7 +176,7 @@ export class Catalog {
    * Records an index segment and its packs and blobs, in one transaction. Idempotent. A blob or pack
    * already recorded is re-pointed here (the last segment recorded wins).
    */
-  addIndexSegment(indexId: string, packs: IndexedPackInput[]): void {
+  addIndexSegment(indexId: string, packs: IndexedPackInput[]): { generationBefore: string; generationAfter: string } {
     const insSeg = this.db.prepare('INSERT OR IGNORE INTO index_segments(id) VALUES (?)');
     const insPack = this.db.prepare(
       'INSERT INTO packs(id, size, blob_count, index_id) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET index_id = excluded.index_id, size = excluded.size, blob_count = excluded.blob_count',
@@ -183,13 +188,19 @@ export class Catalog {
        ON CONFLICT(id) DO UPDATE SET type = excluded.type, pack_id = excluded.pack_id, offset = excluded.offset, length = excluded.length,
          raw_length = excluded.raw_length, compression = excluded.compression`,
     );
-    this.transaction(() => {
-      insSeg.run(indexId);
-      for (const p of packs) {
-        insPack.run(p.id, p.size, p.entries.length, indexId);
-        for (const e of p.entries) insBlob.run(e.id, e.type, p.id, e.offset, e.length, e.rawLength, e.compression);
-      }
-    });
+    // IMMEDIATE: the generation read first is the one this write replaces (no other writer in between).
+    return this.db
+      .transaction(() => {
+        const generationBefore = this.blobGeneration();
+        insSeg.run(indexId);
+        for (const p of packs) {
+          insPack.run(p.id, p.size, p.entries.length, indexId);
+          for (const e of p.entries) insBlob.run(e.id, e.type, p.id, e.offset, e.length, e.rawLength, e.compression);
+        }
+        this.#stmt('UPDATE blob_generation SET n = random()').run();
+        return { generationBefore, generationAfter: this.blobGeneration() };
+      })
+      .immediate();
   }
 
   /** Forgets an index segment (pruned or superseded); its packs and their blobs go unless another segment names them. */
@@ -206,7 +217,68 @@ export class Catalog {
     });
   }
 
+  /**
+   * A token of the blob index's state: a new random one whenever blobs are recorded (addIndexSegment)
+   * or forgotten (any delete, by trigger). A set of the blob ids read at token t is exact while this
+   * returns t.
+   */
+  blobGeneration(): string {
+    return this.#stmt('SELECT CAST(n AS TEXT) FROM blob_generation').pluck().get() as string;
+  }
+
+  /**
+   * The ids of every blob recorded: the dedup set of a backup. Read from the snapshot a backup saved
+   * (saveKnownBlobIds) when it is of the current generation (a few ms), else from the index.
+   */
   knownBlobIds(): BlobIdSet {
+    const generation = this.blobGeneration();
+    return this.#readKnownSnapshot(generation) ?? this.#knownFromIndex();
+  }
+
+  /**
+   * Saves `set` as the dedup set of generation `generation`, for the next `knownBlobIds`. The caller
+   * vouches that `set` holds exactly the blobs recorded at that generation. A cache: written without
+   * fsync, checked (generation, checksum, shape) when read, ignored when anything is off.
+   */
+  saveKnownBlobIds(set: BlobIdSet, generation: string): void {
+    const file = this.#knownSnapshotFile();
+    if (!file) return;
+    const body = set.snapshot();
+    const head = Buffer.alloc(KNOWN_HEAD);
+    head.write(KNOWN_MAGIC, 0, 'latin1');
+    head.write(generation, 8, 32, 'latin1');
+    createHash('sha256').update(head.subarray(0, 40)).update(body).digest().copy(head, 40);
+    const tmp = `${file}.tmp`;
+    try {
+      writeFileSync(tmp, Buffer.concat([head, body]), { mode: 0o600 });
+      renameSync(tmp, file);
+    } catch {
+      // Only a cache: the next backup reads the index instead.
+      rmSync(tmp, { force: true });
+    }
+  }
+
+  #knownSnapshotFile(): string | null {
+    return this.file === ':memory:' || this.file === '' ? null : `${this.file}-known`;
+  }
+
+  #readKnownSnapshot(generation: string): BlobIdSet | null {
+    const file = this.#knownSnapshotFile();
+    if (!file) return null;
+    let data: Buffer;
+    try {
+      data = readFileSync(file);
+    } catch {
+      return null;
+    }
+    if (data.length < KNOWN_HEAD || data.toString('latin1', 0, 8) !== KNOWN_MAGIC) return null;
+    if (data.toString('latin1', 8, 40).replace(/\0+$/, '') !== generation) return null;
+    const sum = createHash('sha256').update(data.subarray(0, 40)).update(data.subarray(KNOWN_HEAD)).digest();
+    if (!sum.equals(data.subarray(40, KNOWN_HEAD))) return null;
+    return BlobIdSet.fromSnapshot(data.subarray(KNOWN_HEAD));
+  }
+
+  #knownFromIndex(): BlobIdSet {
     const count = (this.db.prepare('SELECT count(*) AS n FROM blobs').get() as Row)['n'] as number;
     const set = new BlobIdSet(count + 1024);
     // The ids come a page at a time as one hex string (one value per page, not one Buffer per row:

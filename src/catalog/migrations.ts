@@ -102,4 +102,12 @@ export const MIGRATIONS: string[] = [
   `
   ALTER TABLE jobs ADD COLUMN trigger TEXT;
   `,
+  // 5: a token of the blob index's state, replaced by a random one whenever blobs are forgotten (by
+  // trigger, whatever deletes them) or recorded (addIndexSegment, once per segment). A snapshot of the
+  // dedup set saved with the token is exact while the token is unchanged (catalog.ts knownBlobIds).
+  `
+  CREATE TABLE blob_generation (n INTEGER NOT NULL);
+  INSERT INTO blob_generation(n) VALUES (random());
+  CREATE TRIGGER blobs_deleted AFTER DELETE ON blobs BEGIN UPDATE blob_generation SET n = random(); END;
+  `,
 ];

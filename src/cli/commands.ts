@@ -57,6 +57,8 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
     .addOption(new Option('--to <where>', 'disk, cloud or both (default: disk, then cloud if online protection is on)').choices(['disk', 'cloud', 'both']))
     .action(async (group: string | undefined, opts: CommonOptions & { path?: string; exclude?: string[]; to?: string }) => {
       const ctx = inv.context(opts);
+      // The tree is listed from now on, while the rest starts up (a daemon that takes the job finds it listed warm).
+      if (opts.to !== 'cloud') ctx.prefetchBackupWalk({ ...(group !== undefined ? { group } : {}), ...(opts.path !== undefined ? { path: opts.path } : {}), ...(opts.exclude ? { exclude: opts.exclude } : {}) });
       const progress = inv.progress(opts);
       const failedFiles: string[] = [];
       let result;

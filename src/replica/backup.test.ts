@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { appendFile, lstat, mkdir, mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -8,7 +9,8 @@ import { Catalog } from '../catalog/catalog.js';
 import { systemClock } from '../clock.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { listAll } from '../store/object-store.js';
-import { backupDirectory } from './backup.js';
+import { BlobIdSet } from '../catalog/blob-id-set.js';
+import { backupDirectory, startTreeWalk } from './backup.js';
 import { BlobReader } from './blob-reader.js';
 import { syncCatalog } from './catalog-sync.js';
 import { Pool, SNAPSHOTS_PREFIX } from './pool.js';
@@ -145,6 +147,40 @@ describe('backup pipeline', () => {
     const r4 = await run();
     expect(r4.manifest.stats.filesRead).toBe(7);
     await expectCache(['keep/a', 'keep/b', 'change/c', 'change/new', 'top', 'first', 'becomesDir/inner']);
+    catalog.close();
+  });
+
+  it('takes a dedup set or a tree walk started early only when it is still exact and of the tree backed up', async () => {
+    const src = path.join(dir, 'src');
+    await writeTree(src, { a: bytes(1, 300_000), sub: { b: text(2, 50_000) } } as never);
+    const { pool, catalog } = await setup();
+    const opts = { group: '', host: 'h', clock: systemClock, workers: 0 };
+    const r1 = await backupDirectory(pool, catalog, { ...opts, source: src });
+    expect(r1.manifest.stats.newBlobs).toBeGreaterThan(0);
+    expect(existsSync(`${catalog.file}-known`)).toBe(true); // the set, saved for the next backup
+
+    // The same content elsewhere: with the set loaded early and still exact, nothing is new.
+    const copy = path.join(dir, 'copy');
+    await writeTree(copy, { a: bytes(1, 300_000), sub: { b: text(2, 50_000) } } as never);
+    const exact = { set: catalog.knownBlobIds(), generation: catalog.blobGeneration() };
+    const other = path.join(dir, 'other');
+    await mkdir(other);
+    const otherWalk = startTreeWalk(other, [], { inProcess: true }); // of another tree: not taken
+    const r2 = await backupDirectory(pool, catalog, { ...opts, source: copy, known: exact, walk: otherWalk });
+    expect(r2.manifest.stats.newBlobs).toBe(0);
+    expect(r2.manifest.stats.files).toBe(2);
+
+    // An early set whose generation has passed is not used (an empty one here: it would store everything again).
+    const stale = { set: new BlobIdSet(), generation: 'not the generation' };
+    const r3 = await backupDirectory(pool, catalog, { ...opts, source: copy, known: stale, walk: startTreeWalk(copy, [], { inProcess: true }) });
+    expect(r3.manifest.stats.newBlobs).toBe(0);
+    expect(r3.manifest.stats.files).toBe(2);
+    // …whereas one of the current generation is trusted as is (hence the generation's care): every
+    // blob is stored again, the new file's too.
+    await writeFile(path.join(copy, 'c'), 'a new file');
+    const empty = { set: new BlobIdSet(), generation: catalog.blobGeneration() };
+    const r4 = await backupDirectory(pool, catalog, { ...opts, source: copy, known: empty });
+    expect(r4.manifest.stats.newBlobs).toBe(r1.manifest.stats.newBlobs + 1);
     catalog.close();
   });
 

@@ -13,13 +13,16 @@ import type { BackupStats, Manifest } from './manifest.js';
 import { BlobType } from './pack.js';
 import { Packer } from './packer.js';
 import { BackupStage, type FileOutcome } from './pipeline/backup-stage.js';
-import { DirLister } from './pipeline/dir-lister.js';
-import { excluder } from './pipeline/exclude.js';
 import { ByteBudget, createBudget } from './pipeline/byte-budget.js';
 import type { WorkerPool } from './pipeline/worker-pool.js';
-import { defaultWorkerCount, startWorkers } from './pipeline/workers.js';
+import { entryAt, failedError, type EntryStat } from './pipeline/listing.js';
+import { isWalkOf, startTreeWalk, type TreeWalk } from './pipeline/walk-feed.js';
+import { deserializeError } from './pipeline/protocol.js';
+import { defaultWorkerCount, startListers, startWorkers } from './pipeline/workers.js';
 import type { Pool } from './pool.js';
 import { encodeTree, type TreeNode } from './tree.js';
+
+export { startTreeWalk, type TreeWalk } from './pipeline/walk-feed.js';
 
 export interface BackupProgress {
   phase: 'scanning' | 'backing up' | 'committing';
@@ -58,6 +61,16 @@ export interface BackupOptions {
   indexEveryBlobs?: number;
   /** Worker threads that read, chunk, hash, compress and seal (default: one per core; 0: in-process). */
   workers?: number;
+  /**
+   * The listing of the tree, started early (startTreeWalk) on the directory read (`snapshotDir` or
+   * `source`) with `exclude`; the backup takes it over and closes it. Default: started with the run.
+   */
+  walk?: TreeWalk;
+  /**
+   * The dedup set, loaded early (while the pool's key is derived) at the catalog's blob generation
+   * `generation`; used only if the generation is unchanged once the backup starts, and then taken over.
+   */
+  known?: { set: BlobIdSet; generation: string };
 }
 
 export interface BackupResult {
@@ -65,46 +78,10 @@ export interface BackupResult {
   manifest: Manifest;
 }
 
-/** Subdirectories listed ahead of the one being walked. */
-const WALK_LOOKAHEAD = 8;
-
 interface HardlinkSeen {
   relPath: string;
   /** The first link's content once read; null if it could not be read. */
   done: Promise<{ content: string[]; size: number } | null>;
-}
-
-/** What the walk keeps of an entry's lstat (the rest of a BigIntStats is a dozen more BigInts per entry). */
-interface EntryStat {
-  kind: 'dir' | 'file' | 'symlink' | 'socket' | 'FIFO' | 'block device' | 'character device' | 'special file';
-  mode: number;
-  uid: number;
-  gid: number;
-  size: bigint;
-  nlink: bigint;
-  dev: bigint;
-  ino: bigint;
-  mtimeNs: bigint;
-  ctimeNs: bigint;
-}
-
-function entryStat(st: BigIntStats): EntryStat {
-  const kind = st.isFile()
-    ? 'file'
-    : st.isDirectory()
-      ? 'dir'
-      : st.isSymbolicLink()
-        ? 'symlink'
-        : st.isSocket()
-          ? 'socket'
-          : st.isFIFO()
-            ? 'FIFO'
-            : st.isBlockDevice()
-              ? 'block device'
-              : st.isCharacterDevice()
-                ? 'character device'
-                : 'special file';
-  return { kind, mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid), size: st.size, nlink: st.nlink, dev: st.dev, ino: st.ino, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
 }
 
 interface ScanEntry {
@@ -162,8 +139,6 @@ class BackupRun {
   readonly unindexed: IndexedPack[] = [];
   /** Blobs in `unindexed`. */
   #unindexedEntries = 0;
-  /** True for a path (relative to the root) the walk skips; null when nothing is excluded. */
-  readonly excluded: ((rel: string) => boolean) | null;
   readonly stats: BackupStats = {
     files: 0,
     dirs: 0,
@@ -180,12 +155,18 @@ class BackupRun {
   };
   readonly progress: BackupProgress = { phase: 'backing up', files: 0, bytes: 0, totalFiles: null, totalBytes: null, newBytes: 0, currentPath: '' };
   readonly root: string;
-  readonly #lister = new DirLister();
+  /** The lister thread listing the tree ahead of the walk (given, or started with the run). */
+  #walk: TreeWalk | null = null;
   /** Fails the whole run fast: aborted by the caller's signal or by the first error. */
   readonly #abort = new AbortController();
   /** Started on the first file that has to be read (an unchanged tree needs no workers). */
   #pipeline: Promise<{ stage: BackupStage; workers: WorkerPool }> | null = null;
   #indexWrites: Promise<void> = Promise.resolve();
+  /**
+   * The catalog's blob generation `known` is exact for, as this run's own index segments move it on;
+   * null once anyone else changed the blobs meanwhile (then `known` is not saved as a snapshot).
+   */
+  #knownGeneration: string | null = null;
   /** Visit order of entries, so warnings come out in walk order whatever order files finish in. */
   #seq = 0;
 
@@ -194,10 +175,15 @@ class BackupRun {
     this.catalog = catalog;
     this.options = options;
     this.root = options.snapshotDir ?? options.source;
-    this.known = catalog.knownBlobIds();
+    const early = options.known;
+    const generation = catalog.blobGeneration();
+    this.known = early && generation === early.generation ? early.set : catalog.knownBlobIds();
+    this.#knownGeneration = generation;
     this.cacheSource = cacheKey(options);
     this.cacheUpdate = catalog.fileCacheUpdate(this.cacheSource);
-    this.excluded = excluder(options.exclude ?? []);
+    const walk = options.walk;
+    if (walk && isWalkOf(walk, this.root, options.exclude ?? [])) this.#walk = walk;
+    else void walk?.close(); // not of this tree: the run lists its own
     this.packer = new Packer(pool.store, {
       encKey: pool.keys.encKey,
       targetBytes: pool.description.packTargetBytes,
@@ -222,10 +208,11 @@ class BackupRun {
     this.#indexWrites = this.#indexWrites.then(async () => {
       const indexId = await this.pool.writeIndex({ supersedes: [], packs });
       crashPoint('index-written');
-      this.catalog.addIndexSegment(
+      const { generationBefore, generationAfter } = this.catalog.addIndexSegment(
         indexId,
         packs.map((p) => ({ id: p.id.toString('hex'), size: p.size, entries: p.entries })),
       );
+      this.#knownGeneration = generationBefore === this.#knownGeneration ? generationAfter : null;
     });
   }
 
@@ -234,6 +221,7 @@ class BackupRun {
       return await this.#run();
     } finally {
       this.cacheUpdate.discard();
+      await this.#closeListers();
     }
   }
 
@@ -264,6 +252,7 @@ class BackupRun {
     if (signal?.aborted) throw signal.reason;
     signal?.addEventListener('abort', onAbort, { once: true });
     let rootTree: string;
+    this.#walk ??= startTreeWalk(this.root, options.exclude ?? [], { signal: this.#abort.signal, inProcess: options.workers === 0 });
     let scan = Promise.resolve();
     if (!parentRow) {
       // A first backup reads everything: start the workers now, and count what there is meanwhile.
@@ -272,7 +261,8 @@ class BackupRun {
       scan.catch(() => {});
     }
     try {
-      const root = await this.#dir(this.root, '', null);
+      const root = await this.#dir(this.root, '');
+      await this.#closeListers(); // the walk is over: only the pipeline's work remains
       if (this.#pipeline) (await this.#pipeline).stage.flush();
       rootTree = await root.tree;
       this.progress.phase = 'committing';
@@ -290,6 +280,7 @@ class BackupRun {
     } finally {
       signal?.removeEventListener('abort', onAbort);
       await (await this.#pipeline?.catch(() => null))?.workers.close();
+      await this.#closeListers();
     }
     await scan.catch(() => {});
     this.stats.storedBytes = this.packer.bytesWritten;
@@ -327,6 +318,9 @@ class BackupRun {
       });
       this.cacheUpdate.commit(this.walkedDirs);
     });
+    // The dedup set now holds every blob recorded (this run's are all indexed): saved, unless another
+    // process recorded or forgot blobs meanwhile, the next backup reads it in a few ms instead of the index.
+    if (this.#knownGeneration !== null && this.catalog.blobGeneration() === this.#knownGeneration) this.catalog.saveKnownBlobIds(this.known, this.#knownGeneration);
     return { id, manifest };
   }
 
@@ -392,11 +386,10 @@ class BackupRun {
    */
   async #scanTotals(): Promise<void> {
     this.progress.phase = 'scanning';
-    const { pool } = this;
-    const counter = await startWorkers(1, () => ({ encKey: pool.keys.encKey, idKey: pool.keys.idKey }), this.#abort.signal);
+    const counter = await startListers(1, { exclude: this.options.exclude ?? [] }, this.#abort.signal);
     let totals: { files: number; bytes: number };
     try {
-      totals = await counter.run<{ files: number; bytes: number }>(0, 'count-tree', { root: this.root, exclude: this.options.exclude ?? [] });
+      totals = await counter.run<{ files: number; bytes: number }>(0, 'count-tree', { root: this.root });
     } finally {
       await counter.close();
     }
@@ -405,16 +398,25 @@ class BackupRun {
     if (this.progress.phase === 'scanning') this.progress.phase = 'backing up';
   }
 
-  /** Lists a directory (sorted, exclusions dropped) with the lstat of its entries. Never rejects. */
+  /**
+   * A directory's listing (sorted, exclusions dropped) with the lstat of its entries, from the lister
+   * thread's walk. Rejects only when the lister itself fails; an unreadable directory or entry is in
+   * the listing.
+   */
   async #scan(abs: string, rel: string): Promise<Scan> {
-    const excluded = this.excluded;
-    const listing = await this.#lister.list(abs, excluded ? (name) => !excluded(rel ? `${rel}/${name}` : name) : undefined);
+    const listing = await (await this.#walk!.feed).next(rel);
     const prefix = abs.endsWith('/') ? abs : `${abs}/`;
     const entries = listing.names.map((name, i): ScanEntry => {
-      const st = listing.stats[i];
-      return { name, rel: rel ? `${rel}/${name}` : name, abs: prefix + name, st: st ? entryStat(st) : null, err: listing.errors[i] };
+      const st = entryAt(listing, i);
+      return { name, rel: rel ? `${rel}/${name}` : name, abs: prefix + name, st, err: st ? null : failedError(listing, i) };
     });
-    return { entries, error: listing.error };
+    return { entries, error: listing.error ? deserializeError(listing.error) : null };
+  }
+
+  async #closeListers(): Promise<void> {
+    const walk = this.#walk;
+    this.#walk = null;
+    await walk?.close();
   }
 
   /**
@@ -422,30 +424,16 @@ class BackupRun {
    * subdirectory walked, in sorted order, before this resolves. `tree` resolves with the directory's
    * tree id once everything under it is stored.
    */
-  async #dir(abs: string, rel: string, listed: Promise<Scan> | null): Promise<{ tree: Promise<string> }> {
+  async #dir(abs: string, rel: string): Promise<{ tree: Promise<string> }> {
     throwIfAborted(this.#abort.signal);
     this.stats.dirs++;
-    const { entries, error } = await (listed ?? this.#scan(abs, rel));
+    const { entries, error } = await this.#scan(abs, rel);
     // This directory's cache entries: each file entry decides about its own (kept, replaced or
     // dropped); entries no longer a file here are dropped below.
     this.walkedDirs.add(rel);
     const cache: DirCache = { dir: rel, old: this.catalog.fileCacheDir(this.cacheSource, rel) };
     const fileNames = cache.old.size > 0 ? new Set<string>() : null;
     if (error) this.#warn(rel, `cannot list directory: ${errCode(error)}`, ++this.#seq);
-    // List the next few subdirectories while this one is walked. That pays only while listings wait
-    // on the disk: from the cache a listing is immediate, and listed early it would only be held longer.
-    const subdirs = entries.flatMap((e, i) => (e.st?.kind === 'dir' ? [i] : []));
-    const ahead = new Map<number, Promise<Scan>>();
-    let started = 0;
-    const prefetch = (from: number, upTo: number) => {
-      if (this.#lister.synchronous) return;
-      for (started = Math.max(started, from); started < subdirs.length && started <= upTo; started++) {
-        const e = entries[subdirs[started]!]!;
-        ahead.set(subdirs[started]!, this.#scan(e.abs, e.rel));
-      }
-    };
-    prefetch(0, WALK_LOOKAHEAD - 1);
-    let subdirPos = 0;
     const nodes: PendingNode[] = [];
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
@@ -457,10 +445,7 @@ class BackupRun {
       }
       const meta = { name: e.name, mode: cst.mode, uid: cst.uid, gid: cst.gid, mtimeNs: cst.mtimeNs.toString() };
       if (cst.kind === 'dir') {
-        prefetch(subdirPos, subdirPos + WALK_LOOKAHEAD);
-        subdirPos++;
-        const sub = await this.#dir(e.abs, e.rel, ahead.get(i) ?? null);
-        ahead.delete(i);
+        const sub = await this.#dir(e.abs, e.rel);
         nodes.push(quiet(sub.tree.then((subtree): TreeNode => ({ ...meta, type: 'dir', subtree }))));
       } else if (cst.kind === 'file') {
         fileNames?.add(e.name);

@@ -16,7 +16,6 @@ import {
   readSync,
   renameSync,
   writeSync,
-  type Stats,
 } from 'node:fs';
 import { sharedHas, type SharedIdTable } from '../../catalog/blob-id-set.js';
 import { SEAL_OVERHEAD } from '../../crypto/aead.js';
@@ -26,8 +25,6 @@ import { compressBlob, decodeBlob, sealParts } from '../blob-codec.js';
 import { Chunker, type ChunkerParams } from '../chunker.js';
 import { BlobType, Compression, readPackHeader, type PackEntry } from '../pack.js';
 import { ByteBudget } from './byte-budget.js';
-import { DirLister } from './dir-lister.js';
-import { excluder } from './exclude.js';
 import { GarbageMeter } from './gc.js';
 import type { TaskContext, WorkerHandlers } from './protocol.js';
 
@@ -232,36 +229,6 @@ class BackupWorker {
     this.#done = [];
     this.#ctx!.post(part, bodies.map((b) => b.buffer as ArrayBuffer));
   }
-}
-
-// --- counting (progress totals of a first backup) ---
-
-export interface CountTreeTask {
-  root: string;
-  exclude: string[];
-}
-
-/** Files and their bytes under `root` (exclusions applied as the walk does); unreadable parts are skipped. */
-async function countTree(task: CountTreeTask): Promise<{ files: number; bytes: number }> {
-  const excluded = excluder(task.exclude);
-  const lister = new DirLister<Stats>({ bigint: false });
-  let files = 0;
-  let bytes = 0;
-  const walk = async (abs: string, rel: string): Promise<void> => {
-    const listing = await lister.list(abs, excluded ? (name) => !excluded(rel ? `${rel}/${name}` : name) : undefined);
-    for (let i = 0; i < listing.names.length; i++) {
-      const st = listing.stats[i];
-      if (!st) continue;
-      const name = listing.names[i]!;
-      if (st.isDirectory()) await walk(`${abs}/${name}`, rel ? `${rel}/${name}` : name);
-      else if (st.isFile()) {
-        files++;
-        bytes += st.size;
-      }
-    }
-  };
-  await walk(task.root, '');
-  return { files, bytes };
 }
 
 // --- restore ---
@@ -547,8 +514,6 @@ export function createHandlers(init: WorkerInit): WorkerHandlers {
         case 'backup-files':
           if (!backup) throw new Error('this worker was not started for backups');
           return backup.run(task as BackupFilesTask, ctx);
-        case 'count-tree':
-          return countTree(task as CountTreeTask);
         case 'restore-pack':
           return restorePack(keys, task as RestorePackTask, scratch);
         case 'file-ops':

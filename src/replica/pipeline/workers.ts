@@ -1,6 +1,7 @@
 // Starting the replica's pipeline workers: threads running worker.ts when running compiled, the same
 // handlers in-process when running from TypeScript source (tests), or when asked for none.
 import { availableParallelism } from 'node:os';
+import type { ListerInit } from './list-tasks.js';
 import type { WorkerInit } from './tasks.js';
 import { WorkerPool } from './worker-pool.js';
 
@@ -44,4 +45,19 @@ export function startWorkersEarly(
         () => {},
       ),
   };
+}
+
+/**
+ * Starts `count` lister threads (list-worker.ts: directory listings and counts, no keys; 0: one,
+ * in-process, as from source). The caller closes the pool.
+ */
+export function startListers(count: number, init: ListerInit, signal?: AbortSignal): Promise<WorkerPool> {
+  const compiled = import.meta.url.endsWith('.js');
+  const threads = compiled && count > 0;
+  return WorkerPool.start({
+    size: Math.max(1, count),
+    init: () => init,
+    ...(signal ? { signal } : {}),
+    ...(threads ? { script: new URL('./list-worker.js', import.meta.url) } : { load: () => import('./list-tasks.js') }),
+  });
 }
