@@ -10,7 +10,8 @@ import type { AzureBlobStore } from '../cloud/azure-store.js';
 import { connectivityFrom } from '../cloud/connectivity.js';
 import { decide, evaluateAll, GateRefusedError, type GateDecision, type GateState, type Operation } from '../cloud/gate.js';
 import { createSubscriptionProvider, trackSince } from '../cloud/subscription.js';
-import { parseVaultCredentials, redactVaultCredentials, type RedactedVaultCredentials, type VaultCredentials } from '../cloud/vault-credentials.js';
+// (The parser is imported where used: fast-xml-parser is ~50 ms of start-up that a disk-only job never needs.)
+import type { RedactedVaultCredentials, VaultCredentials } from '../cloud/vault-credentials.js';
 import type { SubscriptionState } from '../config/types.js';
 import { StrataError } from '../errors.js';
 import { listAll, type ObjectStore } from '../store/object-store.js';
@@ -70,6 +71,7 @@ export async function register(ctx: AgentContext, file: string, options: { serve
     if (err instanceof StrataError) throw err;
     throw new StrataError('STRATA_VAULT_CREDENTIALS_MISSING', `cannot read vault credentials file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
+  const { parseVaultCredentials, redactVaultCredentials } = await import('../cloud/vault-credentials.js');
   const creds = parseVaultCredentials(xml, { now: ctx.clock.now() });
   const catalog = ctx.catalog();
   const existing = getRegistration(catalog);
@@ -120,6 +122,7 @@ function proxyOption(ctx: AgentContext): { proxy?: { host: string; port: number;
 
 export async function loadCredentials(ctx: AgentContext, reg: Registration): Promise<VaultCredentials> {
   // Expiry matters at registration; an already registered server keeps working with its copy.
+  const { parseVaultCredentials } = await import('../cloud/vault-credentials.js');
   return parseVaultCredentials(await fs.readFile(reg.credentialsFile, 'utf8'), { now: 0 });
 }
 
@@ -200,7 +203,8 @@ export async function gateStatus(ctx: AgentContext, options: { probe?: boolean; 
   let subscription: SubscriptionState;
   let source: string;
   try {
-    const creds = reg ? await loadCredentials(ctx, reg) : null;
+    // Only ARM needs the vault's identity (a static state is the config's own; the parser costs start-up).
+    const creds = reg && ctx.config.subscription.provider === 'arm' ? await loadCredentials(ctx, reg) : null;
     const credential = creds ? await subscriptionCredential(ctx, creds) : undefined;
     const provider = createSubscriptionProvider(
       ctx.config.subscription,

@@ -1,6 +1,6 @@
 // The config file's JSON schema (unknown keys are errors) and the rules a schema cannot say (cron intervals, names).
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { validate as nodeCronValidate } from 'node-cron';
+import type { ErrorObject, ValidateFunction } from 'ajv';
+import { createRequire } from 'node:module';
 import { StrataError } from '../errors.js';
 import { assertTimeZone, intervalBounds, maxRunsPerDay, parseCron } from '../scheduler/schedule.js';
 import type { StrataConfig } from './types.js';
@@ -167,12 +167,29 @@ export const CONFIG_SCHEMA = {
   },
 } as const;
 
+/**
+ * How the schema is compiled (here, and by the build into standalone code). validateSchema: false: the
+ * schema is ours and fixed (its tests compile it); checking it against the draft-07 meta-schema cost
+ * ~40 ms of every command's start-up.
+ */
+export const AJV_OPTIONS = { allErrors: false, verbose: true, strict: true, allowUnionTypes: true, validateSchema: false } as const;
+
 let compiled: ValidateFunction | null = null;
 
+/**
+ * The schema's validator: the build's standalone code (scripts/build-config-validator.mjs: no Ajv to
+ * load or compile at start-up, ~70 ms), or, running from source, the schema compiled by Ajv here.
+ */
 function validator(): ValidateFunction {
-  // validateSchema: false: the schema is ours and fixed (its tests compile it); checking it against the
-  // draft-07 meta-schema cost ~40 ms of every command's start-up.
-  compiled ??= new Ajv({ allErrors: false, verbose: true, strict: true, allowUnionTypes: true, validateSchema: false }).compile(CONFIG_SCHEMA);
+  if (compiled) return compiled;
+  const require = createRequire(import.meta.url);
+  try {
+    compiled = require('./config-validator.cjs') as ValidateFunction;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
+    const { Ajv } = require('ajv') as typeof import('ajv');
+    compiled = new Ajv(AJV_OPTIONS).compile(CONFIG_SCHEMA);
+  }
   return compiled;
 }
 
@@ -237,7 +254,12 @@ function checkCron(file: string, key: string, expr: string): void {
   } catch (err) {
     throw invalid(file, `${key} must be a cron expression (5 fields: minute hour day-of-month month day-of-week): ${(err as Error).message}`);
   }
-  if (!nodeCronValidate(expr)) throw invalid(file, `${key} "${expr}" is not a valid cron expression (node-cron rejects it)`);
+  if (!nodeCron().validate(expr)) throw invalid(file, `${key} "${expr}" is not a valid cron expression (node-cron rejects it)`);
+}
+
+/** node-cron, loaded (its CommonJS build, synchronously) only for a config that has schedules: ~28 ms of start-up otherwise. */
+function nodeCron(): typeof import('node-cron') {
+  return createRequire(import.meta.url)('node-cron') as typeof import('node-cron');
 }
 
 /**
