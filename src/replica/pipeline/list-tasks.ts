@@ -4,7 +4,7 @@
 import type { Stats } from 'node:fs';
 import { DirLister } from './dir-lister.js';
 import { excluder } from './exclude.js';
-import { ENTRY_KINDS, packListing, STAT_SLOTS, type PackedListing } from './listing.js';
+import { ENTRY_KINDS, packListing, STAT_SLOTS, WALK_AHEAD_ENTRIES, type WalkBatch, type WalkCredit } from './listing.js';
 import type { TaskContext, WorkerHandlers } from './protocol.js';
 
 export interface ListerInit {
@@ -23,21 +23,6 @@ export interface CountTreeTask {
   root: string;
 }
 
-/** A part of a walk-tree task: listings in walk order (see `walkTree`). */
-export interface WalkBatch {
-  listings: { rel: string; listing: PackedListing }[];
-}
-
-/** The control message by which the walk says it has taken listings of this many entries off its queue. */
-export interface WalkCredit {
-  consumed: number;
-}
-
-/**
- * Entries (names and directories) a walk may run ahead of the consumer: ~10 MiB of listings at most,
- * and more than a 2 GiB corpus of 53k files holds, so an early walk never waits for the backup to begin.
- */
-export const WALK_AHEAD_ENTRIES = 65536;
 /** A batch goes out at this many entries, or after `BATCH_MS`, whichever comes first. */
 const BATCH_ENTRIES = 512;
 const BATCH_MS = 2;

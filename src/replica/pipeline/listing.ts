@@ -102,3 +102,20 @@ export function failedError(p: PackedListing, i: number): Error | null {
   return f ? deserializeError(f.error) : null;
 }
 
+// --- the walk-tree task's messages (list-tasks.ts sends, walk-feed.ts takes; here so the main thread need not load list-tasks.ts) ---
+
+/** A part of a walk-tree task: listings in walk order (see `walkTree`). */
+export interface WalkBatch {
+  listings: { rel: string; listing: PackedListing }[];
+}
+
+/** The control message by which the walk says it has taken listings of this many entries off its queue. */
+export interface WalkCredit {
+  consumed: number;
+}
+
+/**
+ * Entries (names and directories) a walk may run ahead of the consumer: ~10 MiB of listings at most,
+ * and more than a 2 GiB corpus of 53k files holds, so an early walk never waits for the backup to begin.
+ */
+export const WALK_AHEAD_ENTRIES = 65536;

@@ -1,7 +1,7 @@
 // The backup walk's side of a lister thread's walk-tree task (list-tasks.ts): the listings arrive in
 // the order the walk asks for them, ahead of it, and each is taken exactly once.
-import type { PackedListing } from './listing.js';
-import { WALK_AHEAD_ENTRIES, type WalkBatch, type WalkCredit, type WalkTreeTask } from './list-tasks.js';
+import type { WalkTreeTask } from './list-tasks.js';
+import { WALK_AHEAD_ENTRIES, type PackedListing, type WalkBatch, type WalkCredit } from './listing.js';
 import type { WorkerPool } from './worker-pool.js';
 import { startListers } from './workers.js';
 
