@@ -201,6 +201,10 @@ async function checkWith(pool: Pool, options: CheckOptions, workersStarted: Prom
     p.affectedCount++;
     if (p.affected.length < MAX_AFFECTED) p.affected.push(where);
   };
+  // Subtrees found whole (every tree and blob under them indexed and undamaged): shared by most
+  // recovery points, they are walked once, not once per point. A subtree with a problem is walked in
+  // every point that holds it, so each point's affected paths are named.
+  const whole = new Set<string>();
   let mDone = 0;
   for (const mid of manifestIds) {
     throwIfAborted(signal);
@@ -213,15 +217,17 @@ async function checkWith(pool: Pool, options: CheckOptions, workersStarted: Prom
       continue;
     }
     const rp = mid.slice(0, 12);
-    const walk = async (treeId: string, prefix: string): Promise<void> => {
+    /** Walks a subtree, noting its problems; true when it has none. */
+    const walk = async (treeId: string, prefix: string): Promise<boolean> => {
+      if (whole.has(treeId)) return true;
       const loc = blobs.get(treeId);
       if (!loc) {
         note(addProblem('tree', treeId, 'not in any index'), `${rp}: ${prefix || '/'} (whole directory)`);
-        return;
+        return false;
       }
       if (isBad(treeId, loc.packId)) {
         note(addProblem('pack', loc.packId, 'damaged'), `${rp}: ${prefix || '/'} (whole directory)`);
-        return;
+        return false;
       }
       let nodes;
       try {
@@ -230,25 +236,30 @@ async function checkWith(pool: Pool, options: CheckOptions, workersStarted: Prom
         const p = addProblem('pack', loc.packId, `tree ${treeId.slice(0, 16)}: ${(err as Error).message}`);
         badPacks.add(loc.packId);
         note(p, `${rp}: ${prefix || '/'} (whole directory)`);
-        return;
+        return false;
       }
+      let clean = true;
       for (const n of nodes) {
         const rel = prefix ? `${prefix}/${n.name}` : n.name;
-        if (n.type === 'dir') await walk(n.subtree!, rel);
+        if (n.type === 'dir') clean = (await walk(n.subtree!, rel)) && clean;
         else if (n.type === 'file') {
           for (const c of n.content ?? []) {
             const b = blobs.get(c);
             if (!b) {
               note(addProblem('blob', c, 'not in any index'), `${rp}: ${rel}`);
+              clean = false;
               break;
             }
             if (isBad(c, b.packId)) {
               note(addProblem('pack', b.packId, 'damaged'), `${rp}: ${rel}`);
+              clean = false;
               break;
             }
           }
         }
       }
+      if (clean) whole.add(treeId);
+      return clean;
     };
     await walk(tree, '');
   }

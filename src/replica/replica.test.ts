@@ -10,7 +10,7 @@ import { backupDirectory } from './backup.js';
 import { BlobReader } from './blob-reader.js';
 import { syncCatalog } from './catalog-sync.js';
 import { checkPool } from './check.js';
-import { Pool } from './pool.js';
+import { packKey, Pool } from './pool.js';
 import { restoreTree } from './restore.js';
 
 const PASS = 'a passphrase of sufficient length';
@@ -82,6 +82,36 @@ describe('backup, restore and check on a directory pool', () => {
     expect(await readFile(path.join(target, 'hello.txt.restored'), 'utf8')).toBe('hello world\n');
     await restoreTree(reader, first.manifest.tree, { target, item: 'hello.txt', onConflict: 'overwrite' });
     expect(await readFile(path.join(target, 'hello.txt'), 'utf8')).toBe('hello world\n');
+  });
+
+  it('check names a damaged file in every recovery point that holds it, and walks a shared whole subtree once', async () => {
+    const src = path.join(dir, 'src');
+    await writeTree(src, { shared: { big: bytes(11, 200_000), deeper: { small: text(12, 3000) } }, own: text(13, 100) });
+    const { store, pool, catalog } = await setup();
+    const run = () => backupDirectory(pool, catalog, { group: '', source: src, host: 'h', clock: systemClock });
+    const first = await run();
+    await writeFile(path.join(src, 'own'), 'changed');
+    const second = await run();
+    expect(second.manifest.tree).not.toBe(first.manifest.tree);
+    const clean = await checkPool(pool, { readData: true });
+    expect(clean.ok).toBe(true);
+
+    // Damage the first chunk of shared/big, which both recovery points hold.
+    const reader = new BlobReader(pool.store, pool.keys, catalog.blobLookup());
+    const root = await reader.tree(first.manifest.tree);
+    const shared = await reader.tree(root.nodes.find((n) => n.name === 'shared')!.subtree!);
+    const chunk = catalog.lookupBlob(Buffer.from(shared.nodes.find((n) => n.name === 'big')!.content![0]!, 'hex'))!;
+    const file = store.path(packKey(chunk.packId));
+    const data = await readFile(file);
+    data[chunk.offset + 20]! ^= 0xff;
+    await chmod(file, 0o600);
+    await writeFile(file, data);
+
+    const report = await checkPool(pool, { readData: true });
+    expect(report.ok).toBe(false);
+    const affected = report.problems.flatMap((p) => p.affected);
+    for (const m of [first, second]) expect(affected).toContain(`${m.id.slice(0, 12)}: shared/big`);
+    expect(affected.some((a) => a.endsWith('shared/deeper/small') || a.endsWith(': own'))).toBe(false);
   });
 
   it('stores only the changed chunks after an insert in the middle of a big file', async () => {
