@@ -101,6 +101,14 @@ export class BlobIdSet {
    * in this machine's byte order (which the header records).
    */
   snapshot(): Buffer {
+    return Buffer.concat(this.snapshotParts());
+  }
+
+  /**
+   * `snapshot()` as its two parts, the header and a view of the table itself (not copied: write it out
+   * before the set changes), so a large set is saved without a second copy of its table in memory.
+   */
+  snapshotParts(): [Buffer, Buffer] {
     const body = Buffer.from(this.#slots.buffer, this.#slots.byteOffset, this.#slots.byteLength);
     const header = Buffer.alloc(SNAPSHOT_HEADER);
     header.write(SNAPSHOT_MAGIC, 0, 'latin1');
@@ -108,7 +116,7 @@ export class BlobIdSet {
     header.writeUInt32LE(this.#capacity, 12);
     header.writeUInt32LE(this.#size, 16);
     header.writeUInt32LE(this.#hasZero ? 1 : 0, 20);
-    return Buffer.concat([header, body]);
+    return [header, body];
   }
 
   /** A set from `snapshot()`'s bytes, or null when they are not one (another format or byte order, or inconsistent). */

@@ -2,7 +2,7 @@
 // Everything in it but jobs and state can be rebuilt from the pool (see replica/catalog-sync.ts).
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { StrataError } from '../errors.js';
 import { BlobIdSet } from './blob-id-set.js';
@@ -243,14 +243,21 @@ export class Catalog {
   saveKnownBlobIds(set: BlobIdSet, generation: string): void {
     const file = this.#knownSnapshotFile();
     if (!file) return;
-    const body = set.snapshot();
+    const parts = set.snapshotParts(); // the table is written from where it is: no copy of it (RSS at the end of a big backup)
     const head = Buffer.alloc(KNOWN_HEAD);
     head.write(KNOWN_MAGIC, 0, 'latin1');
     head.write(generation, 8, 32, 'latin1');
-    createHash('sha256').update(head.subarray(0, 40)).update(body).digest().copy(head, 40);
+    const sum = createHash('sha256').update(head.subarray(0, 40));
+    for (const p of parts) sum.update(p);
+    sum.digest().copy(head, 40);
     const tmp = `${file}.tmp`;
     try {
-      writeFileSync(tmp, Buffer.concat([head, body]), { mode: 0o600 });
+      const fd = openSync(tmp, 'w', 0o600);
+      try {
+        for (const b of [head, ...parts]) for (let done = 0; done < b.length; ) done += writeSync(fd, b, done, b.length - done);
+      } finally {
+        closeSync(fd);
+      }
       renameSync(tmp, file);
     } catch {
       // Only a cache: the next backup reads the index instead.

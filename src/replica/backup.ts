@@ -24,6 +24,9 @@ import { encodeTree, type TreeNode } from './tree.js';
 
 export { startTreeWalk, type TreeWalk } from './pipeline/walk-feed.js';
 
+/** How far the tree's listing may run ahead of a first backup's walk (memory: ~150 bytes an entry). */
+const FIRST_BACKUP_AHEAD_ENTRIES = 8192;
+
 export interface BackupProgress {
   phase: 'scanning' | 'backing up' | 'committing';
   files: number;
@@ -255,8 +258,10 @@ class BackupRun {
     this.#walk ??= startTreeWalk(this.root, options.exclude ?? [], { signal: this.#abort.signal, inProcess: options.workers === 0 });
     let scan = Promise.resolve();
     if (!parentRow) {
-      // A first backup reads everything: start the workers now, and count what there is meanwhile.
+      // A first backup reads everything: start the workers now, and count what there is meanwhile. Its
+      // walk waits on the pipeline, so the lister need not run far ahead of it.
       this.#pipeline = this.#startPipeline();
+      void this.#walk.feed.then((feed) => feed.narrow(FIRST_BACKUP_AHEAD_ENTRIES), () => {});
       scan = this.#scanTotals();
       scan.catch(() => {});
     }

@@ -43,14 +43,16 @@ export function createHandlers(init: ListerInit): WorkerHandlers {
       }
     },
     control(data) {
-      flow.give((data as WalkCredit).consumed);
+      const c = data as WalkCredit;
+      if ('consumed' in c) flow.give(c.consumed);
+      else flow.setLimit(c.aheadEntries);
     },
   };
 }
 
 /** How far the walk may run ahead: entries sent and not yet consumed, bounded. */
 class Flow {
-  readonly #limit: number;
+  #limit: number;
   #outstanding = 0;
   #wake: (() => void) | null = null;
 
@@ -60,6 +62,11 @@ class Flow {
 
   get blocked(): boolean {
     return this.#outstanding >= this.#limit;
+  }
+
+  setLimit(limit: number): void {
+    this.#limit = limit;
+    this.give(0);
   }
 
   spend(n: number): void {

@@ -109,10 +109,11 @@ export interface WalkBatch {
   listings: { rel: string; listing: PackedListing }[];
 }
 
-/** The control message by which the walk says it has taken listings of this many entries off its queue. */
-export interface WalkCredit {
-  consumed: number;
-}
+/**
+ * The control messages of a walk: the consumer has taken listings of this many entries off its queue,
+ * or the walk is to run at most this many entries ahead from now on.
+ */
+export type WalkCredit = { consumed: number } | { aheadEntries: number };
 
 /**
  * Entries (names and directories) a walk may run ahead of the consumer: ~10 MiB of listings at most,

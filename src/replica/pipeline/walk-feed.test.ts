@@ -92,13 +92,30 @@ describe('a tree walk', () => {
     const ahead = 32;
     const feed = await walk([], ahead).feed;
     let maxQueued = 0;
-    for (const d of reference()) {
+    const dirs = reference();
+    for (const d of dirs) {
       await new Promise((r) => setTimeout(r, 1)); // the lister gets every chance to run ahead
       maxQueued = Math.max(maxQueued, feed.queued);
       await feed.next(d.rel);
     }
     expect(maxQueued).toBeGreaterThan(0);
-    expect(maxQueued).toBeLessThanOrEqual(ahead + 11); // the bound, plus one directory past it
+    expect(maxQueued).toBeLessThanOrEqual(ahead + Math.max(...dirs.map((d) => d.names.length + 1))); // the bound, plus the directory that crossed it
+  });
+
+  it('runs no further ahead than a narrowed bound once the listings already made are taken', async () => {
+    tree(200, 10); // ~2,200 entries
+    const feed = await walk([], 300).feed;
+    feed.narrow(16);
+    const dirs = reference();
+    let maxLate = 0;
+    for (const [i, d] of dirs.entries()) {
+      await new Promise((r) => setTimeout(r, 0));
+      if (i > dirs.length / 2) maxLate = Math.max(maxLate, feed.queued);
+      await feed.next(d.rel);
+    }
+    expect(maxLate).toBeGreaterThan(0);
+    const largestDir = Math.max(...dirs.map((d) => d.names.length + 1));
+    expect(maxLate).toBeLessThanOrEqual(16 + largestDir); // the bound, plus the one directory that crossed it
   });
 
   it('says so when asked for a directory out of walk order', async () => {

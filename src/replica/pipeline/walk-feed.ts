@@ -7,7 +7,7 @@ import { startListers } from './workers.js';
 
 export class WalkFeed {
   readonly #pool: WorkerPool;
-  readonly #creditEvery: number;
+  #creditEvery: number;
   readonly #queue: WalkBatch['listings'] = [];
   #head = 0;
   /** Set once the lister's task has ended: with its error, or null when it finished its walk. */
@@ -50,6 +50,17 @@ export class WalkFeed {
       this.#uncredited = 0;
     }
     return listing;
+  }
+
+  /**
+   * From now on the walk runs at most `aheadEntries` ahead (a first backup, whose walk waits on the
+   * pipeline: a long queue of listings would only be held longer, ~150 bytes an entry).
+   */
+  narrow(aheadEntries: number): void {
+    if (this.#end) return;
+    const limit: WalkCredit = { aheadEntries };
+    this.#pool.control(limit, 0);
+    this.#creditEvery = Math.max(1, Math.floor(aheadEntries / 4));
   }
 
   /** Entries listed and not taken yet (bounded by the walk's `aheadEntries`, plus the largest directory). */
