@@ -136,12 +136,7 @@ async function runBackupWith(
   await gateJob(ctx, 'backup-disk', job);
   if (to !== 'disk') await gateJob(ctx, 'backup-cloud', job);
   // The dedup set is read while the key is derived (the generation tells the backup whether it is still exact).
-  let known: BackupOptions['known'] | null = null;
-  if (to !== 'cloud') {
-    const early = ctx.catalog();
-    const generation = early.blobGeneration();
-    known = { generation, set: early.knownBlobIds() };
-  }
+  let known: BackupOptions['known'] | null = to !== 'cloud' ? ctx.catalog().loadKnownBlobIds() : null;
   const { pool, catalog } = await ctx.poolAndCatalog();
   if (to === 'cloud') {
     // The latest disk recovery point of each source goes to the cloud; none is made.

@@ -231,8 +231,13 @@ export class Catalog {
    * (saveKnownBlobIds) when it is of the current generation (a few ms), else from the index.
    */
   knownBlobIds(): BlobIdSet {
+    return this.loadKnownBlobIds().set;
+  }
+
+  /** `knownBlobIds`, with the generation the set is exact for (read before the set, so any later change moves it on). */
+  loadKnownBlobIds(): { set: BlobIdSet; generation: string } {
     const generation = this.blobGeneration();
-    return this.#readKnownSnapshot(generation) ?? this.#knownFromIndex();
+    return { generation, set: this.#readKnownSnapshot(generation) ?? this.#knownFromIndex() };
   }
 
   /**

@@ -179,9 +179,9 @@ class BackupRun {
     this.options = options;
     this.root = options.snapshotDir ?? options.source;
     const early = options.known;
-    const generation = catalog.blobGeneration();
-    this.known = early && generation === early.generation ? early.set : catalog.knownBlobIds();
-    this.#knownGeneration = generation;
+    const loaded = early && early.generation === catalog.blobGeneration() ? early : catalog.loadKnownBlobIds();
+    this.known = loaded.set;
+    this.#knownGeneration = loaded.generation;
     this.cacheSource = cacheKey(options);
     this.cacheUpdate = catalog.fileCacheUpdate(this.cacheSource);
     const walk = options.walk;
@@ -285,7 +285,6 @@ class BackupRun {
     } finally {
       signal?.removeEventListener('abort', onAbort);
       await (await this.#pipeline?.catch(() => null))?.workers.close();
-      await this.#closeListers();
     }
     await scan.catch(() => {});
     this.stats.storedBytes = this.packer.bytesWritten;

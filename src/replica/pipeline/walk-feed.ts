@@ -3,7 +3,7 @@
 import type { WalkTreeTask } from './list-tasks.js';
 import { WALK_AHEAD_ENTRIES, type PackedListing, type WalkBatch, type WalkCredit } from './listing.js';
 import type { WorkerPool } from './worker-pool.js';
-import { startListers } from './workers.js';
+import { earlyPool, startListers } from './workers.js';
 
 export class WalkFeed {
   readonly #pool: WorkerPool;
@@ -108,18 +108,8 @@ export function isWalkOf(walk: TreeWalk, root: string, exclude: readonly string[
  */
 export function startTreeWalk(root: string, exclude: readonly string[], options: { signal?: AbortSignal; inProcess?: boolean; aheadEntries?: number } = {}): TreeWalk {
   const aheadEntries = options.aheadEntries ?? WALK_AHEAD_ENTRIES;
-  const listers = startListers(options.inProcess ? 0 : 1, { exclude: [...exclude], aheadEntries }, options.signal);
-  listers.catch(() => {}); // reported through `feed`
-  const feed = listers.then((pool) => new WalkFeed(pool, root, aheadEntries));
-  feed.catch(() => {});
-  return {
-    root,
-    exclude,
-    feed,
-    close: () =>
-      listers.then(
-        (l) => l.close(),
-        () => {},
-      ),
-  };
+  const listers = earlyPool(startListers(options.inProcess ? 0 : 1, { exclude: [...exclude], aheadEntries }, options.signal));
+  const feed = listers.ready.then((pool) => new WalkFeed(pool, root, aheadEntries));
+  feed.catch(() => {}); // reported to the walk that awaits it
+  return { root, exclude, feed, close: listers.close };
 }

@@ -3,7 +3,7 @@
 import { availableParallelism } from 'node:os';
 import type { ListerInit } from './list-tasks.js';
 import type { WorkerInit } from './tasks.js';
-import { WorkerPool } from './worker-pool.js';
+import { WorkerPool, type WorkerPoolOptions } from './worker-pool.js';
 
 /** Worker threads used when a job does not say: one per core. */
 export function defaultWorkerCount(): number {
@@ -15,13 +15,18 @@ export function defaultWorkerCount(): number {
  * (in a `finally`); aborting `signal` ends the workers early.
  */
 export async function startWorkers(count: number, init: (index: number) => WorkerInit, signal?: AbortSignal): Promise<WorkerPool> {
+  return startPool(count, init, signal, { script: './worker.js', load: () => import('./tasks.js') });
+}
+
+/** `count` threads running `entry.script` when running compiled and `count` > 0, else one served in-process from `entry.load`. */
+function startPool(count: number, init: (index: number) => unknown, signal: AbortSignal | undefined, entry: { script: string; load: NonNullable<WorkerPoolOptions['load']> }): Promise<WorkerPool> {
   const compiled = import.meta.url.endsWith('.js');
   const threads = compiled && count > 0;
   return WorkerPool.start({
     size: Math.max(1, count),
     init,
     ...(signal ? { signal } : {}),
-    ...(threads ? { script: new URL('./worker.js', import.meta.url) } : { load: () => import('./tasks.js') }),
+    ...(threads ? { script: new URL(entry.script, import.meta.url) } : { load: entry.load }),
   });
 }
 
@@ -34,8 +39,18 @@ export function startWorkersEarly(
   count: number,
   init: (index: number) => WorkerInit,
   signal?: AbortSignal,
-): { ready: Promise<WorkerPool>; close: () => Promise<void> } {
-  const ready = startWorkers(count, init, signal);
+): EarlyPool {
+  return earlyPool(startWorkers(count, init, signal));
+}
+
+export interface EarlyPool {
+  ready: Promise<WorkerPool>;
+  /** Closes the pool once started; never rejects (a start that failed is reported through `ready`). */
+  close: () => Promise<void>;
+}
+
+/** A pool being started, as `startWorkersEarly` hands it out. */
+export function earlyPool(ready: Promise<WorkerPool>): EarlyPool {
   ready.catch(() => {}); // reported to whoever awaits `ready`
   return {
     ready,
@@ -52,12 +67,5 @@ export function startWorkersEarly(
  * in-process, as from source). The caller closes the pool.
  */
 export function startListers(count: number, init: ListerInit, signal?: AbortSignal): Promise<WorkerPool> {
-  const compiled = import.meta.url.endsWith('.js');
-  const threads = compiled && count > 0;
-  return WorkerPool.start({
-    size: Math.max(1, count),
-    init: () => init,
-    ...(signal ? { signal } : {}),
-    ...(threads ? { script: new URL('./list-worker.js', import.meta.url) } : { load: () => import('./list-tasks.js') }),
-  });
+  return startPool(count, () => init, signal, { script: './list-worker.js', load: () => import('./list-tasks.js') });
 }
