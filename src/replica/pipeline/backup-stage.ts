@@ -14,7 +14,7 @@ import { NONCE_BYTES, SEAL_OVERHEAD } from '../../crypto/aead.js';
 import { BlobType } from '../pack.js';
 import type { Packer } from '../packer.js';
 import type { ByteBudget } from './byte-budget.js';
-import { collectYoung, HeapGuard } from './gc.js';
+import { collectYoung, HeapGuard, releaseReplacedTable } from './gc.js';
 import type { BackupFilesTask, BackupPart, FileDone } from './tasks.js';
 import type { WorkerPool } from './worker-pool.js';
 
@@ -80,6 +80,8 @@ export class BackupStage {
   #inboxHead = 0;
   #consuming = false;
   #sentGeneration: number;
+  /** The slots of the table the workers hold, to release when the set outgrows it. */
+  #sentTable: Uint32Array | null = null;
   #error: { err: unknown } | null = null;
   #tasks = new Set<Promise<void>>();
   /** Tasks dispatched whose files are not all settled. */
@@ -99,6 +101,7 @@ export class BackupStage {
     this.#maxFiles = options.maxQueuedFiles ?? 1024;
     this.#workerBytes = new Array<number>(options.pool.size).fill(0);
     this.#sentGeneration = options.known.generation;
+    this.#sentTable = options.known.table().slots;
   }
 
   /**
@@ -236,7 +239,10 @@ export class BackupStage {
     this.#o.budgets[task.worker]!.release(part.budget);
     if (known.generation !== this.#sentGeneration) {
       this.#sentGeneration = known.generation;
-      this.#o.pool.control({ known: known.table() });
+      const table = known.table();
+      this.#o.pool.control({ known: table });
+      releaseReplacedTable(this.#sentTable);
+      this.#sentTable = table.slots;
     }
     for (const d of part.done) {
       const file = task.files[d.file]!;

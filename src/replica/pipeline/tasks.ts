@@ -25,7 +25,7 @@ import { compressBlob, decodeBlob, sealParts } from '../blob-codec.js';
 import { Chunker, type ChunkerParams } from '../chunker.js';
 import { BlobType, Compression, readPackHeader, type PackEntry } from '../pack.js';
 import { ByteBudget } from './byte-budget.js';
-import { GarbageMeter } from './gc.js';
+import { GarbageMeter, releaseReplacedTable } from './gc.js';
 import type { TaskContext, WorkerHandlers } from './protocol.js';
 
 export interface WorkerInit {
@@ -526,7 +526,11 @@ export function createHandlers(init: WorkerInit): WorkerHandlers {
     },
     control(data) {
       const d = data as { known?: SharedIdTable };
-      if (d.known && backup) backup.known = d.known;
+      if (d.known && backup) {
+        const old = backup.known?.slots;
+        backup.known = d.known;
+        releaseReplacedTable(old);
+      }
     },
   };
 }
