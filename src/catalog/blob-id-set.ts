@@ -132,7 +132,7 @@ export class BlobIdSet {
     const slots = sharedWords(capacity * WORDS);
     new Uint8Array(slots.buffer).set(buf.subarray(SNAPSHOT_HEADER));
     let used = 0;
-    for (let base = 0; base < slots.length; base += WORDS) if (!isZero(slots.subarray(base, base + WORDS))) used++;
+    for (let base = 0; base < slots.length; base += WORDS) if (!emptyAt(slots, base)) used++;
     if (used !== size) return null;
     set.#slots = slots;
     set.#capacity = capacity;
@@ -146,8 +146,7 @@ export class BlobIdSet {
     const capacity = Math.ceil(this.#capacity * GROWTH);
     const slots = sharedWords(capacity * WORDS);
     for (let base = 0; base < old.length; base += WORDS) {
-      const w = old.subarray(base, base + WORDS);
-      if (!isZero(w)) insert(slots, capacity, w);
+      if (!emptyAt(old, base)) insert(slots, capacity, old.subarray(base, base + WORDS));
     }
     this.#slots = slots;
     this.#capacity = capacity;
@@ -205,14 +204,14 @@ function find(slots: Uint32Array, capacity: number, w: Uint32Array): number {
       }
       if (eq) return i;
     }
-    if (s0 === 0 && isZero(slots.subarray(base, base + WORDS))) return -1;
+    if (s0 === 0 && emptyAt(slots, base)) return -1;
   }
 }
 
 function insert(slots: Uint32Array, capacity: number, w: Uint32Array): void {
   for (let i = home(w[0]!, capacity); ; i = i + 1 === capacity ? 0 : i + 1) {
     const base = i * WORDS;
-    if (isZero(slots.subarray(base, base + WORDS))) {
+    if (emptyAt(slots, base)) {
       // A reader in another thread may see this slot half-written: it then matches no id (all eight
       // words must match), so at worst that reader answers "absent" for the id being added.
       for (let k = WORDS - 1; k >= 0; k--) slots[base + k] = w[k]!;
@@ -225,6 +224,12 @@ function words(id: Uint8Array): Uint32Array {
   if (id.length !== ID) throw new Error(`blob id must be ${ID} bytes`);
   if (id.byteOffset % 4 === 0) return new Uint32Array(id.buffer, id.byteOffset, WORDS);
   return new Uint32Array(Uint8Array.from(id).buffer);
+}
+
+/** True when the slot at word `base` is empty (all zero). No view is made: this runs once per probe. */
+function emptyAt(slots: Uint32Array, base: number): boolean {
+  for (let k = 0; k < WORDS; k++) if (slots[base + k] !== 0) return false;
+  return true;
 }
 
 function isZero(w: Uint32Array): boolean {

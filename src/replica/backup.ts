@@ -26,6 +26,10 @@ export { startTreeWalk, type TreeWalk } from './pipeline/walk-feed.js';
 
 /** How far the tree's listing may run ahead of a first backup's walk (memory: ~150 bytes an entry). */
 const FIRST_BACKUP_AHEAD_ENTRIES = 8192;
+/** Files the walk may go past while the pipeline's workers start (each holds only its tree node meanwhile). */
+const EARLY_SUBMITS = 1024;
+/** The walk lets the event loop run at least this often (ms). */
+const WALK_SLICE_MS = 5;
 
 export interface BackupProgress {
   phase: 'scanning' | 'backing up' | 'committing';
@@ -164,6 +168,14 @@ class BackupRun {
   readonly #abort = new AbortController();
   /** Started on the first file that has to be read (an unchanged tree needs no workers). */
   #pipeline: Promise<{ stage: BackupStage; workers: WorkerPool }> | null = null;
+  /** The stage, once the pipeline has started. */
+  #readyStage: BackupStage | null = null;
+  /** The last file submitted (they are submitted in walk order, one after the other). */
+  #submits: Promise<unknown> = Promise.resolve();
+  /** Files the walk went past while the pipeline was starting. */
+  #earlySubmits = 0;
+  /** When the walk last let the event loop run. */
+  #sliceStart = performance.now();
   #indexWrites: Promise<void> = Promise.resolve();
   /**
    * The catalog's blob generation `known` is exact for, as this run's own index segments move it on;
@@ -268,6 +280,7 @@ class BackupRun {
     try {
       const root = await this.#dir(this.root, '');
       await this.#closeListers(); // the walk is over: only the pipeline's work remains
+      await this.#submits;
       if (this.#pipeline) (await this.#pipeline).stage.flush();
       rootTree = await root.tree;
       this.progress.phase = 'committing';
@@ -331,7 +344,7 @@ class BackupRun {
   /** The stage that feeds and drains the workers, started (workers, one byte budget each) on first use. */
   #stage(): Promise<BackupStage> {
     this.#pipeline ??= this.#startPipeline();
-    return this.#pipeline.then((p) => p.stage);
+    return this.#pipeline.then((p) => (this.#readyStage = p.stage));
   }
 
   async #startPipeline(): Promise<{ stage: BackupStage; workers: WorkerPool }> {
@@ -430,6 +443,7 @@ class BackupRun {
    */
   async #dir(abs: string, rel: string): Promise<{ tree: Promise<string> }> {
     throwIfAborted(this.#abort.signal);
+    await this.#yieldToEvents();
     this.stats.dirs++;
     const { entries, error } = await this.#scan(abs, rel);
     // This directory's cache entries: each file entry decides about its own (kept, replaced or
@@ -469,6 +483,19 @@ class BackupRun {
     if (fileNames) for (const name of cache.old.keys()) if (!fileNames.has(name)) this.cacheUpdate.delete(rel, name);
     const tree = quiet(Promise.all(nodes).then((done) => this.#storeTree(done.filter((n): n is TreeNode => n !== null))));
     return { tree };
+  }
+
+  /**
+   * Lets the event loop run (messages from the workers, pack writes, a batch of small files waiting
+   * to go) once the walk has held the thread for WALK_SLICE_MS. The walk itself only waits on promises:
+   * with the lister far ahead it can run for a second without a turn of the event loop, while the
+   * workers sit ready with nothing to do (measured on an incremental backup: 0.6 s of both idle).
+   */
+  async #yieldToEvents(): Promise<void> {
+    const now = performance.now();
+    if (now - this.#sliceStart < WALK_SLICE_MS) return;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    this.#sliceStart = performance.now();
   }
 
   async #storeTree(nodes: TreeNode[]): Promise<string> {
@@ -520,8 +547,14 @@ class BackupRun {
 
   /** Queues a file for reading (waiting while the pipeline is full); the node completes when its content is stored. */
   async #read(abs: string, rel: string, st: EntryStat, node: TreeNode, seq: number, linkKey: string | null, cache: DirCache): Promise<{ node: Promise<TreeNode | null> }> {
-    const { outcome } = await (await this.#stage()).submit(abs, Number(st.size));
-    const done = quiet(outcome.then((o) => this.#readDone(rel, st, node, seq, o, cache)));
+    const size = Number(st.size);
+    // Submitted in walk order. While the workers start (~0.3 s, on the first file an incremental
+    // backup reads), the walk goes on through up to EARLY_SUBMITS files instead of waiting; after
+    // that, each file waits until the pipeline has room for it (backpressure).
+    const submitted = quiet(this.#submits.then(async () => (await this.#stage()).submit(abs, size)));
+    this.#submits = submitted;
+    if (this.#readyStage || ++this.#earlySubmits > EARLY_SUBMITS) await submitted;
+    const done = quiet(submitted.then(({ outcome }) => outcome).then((o) => this.#readDone(rel, st, node, seq, o, cache)));
     if (linkKey) {
       node.linkGroup = rel;
       this.hardlinks.set(linkKey, { relPath: rel, done: done.then((n) => (n ? { content: n.content!, size: n.size! } : null)) });
