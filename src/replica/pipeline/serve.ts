@@ -1,5 +1,6 @@
 // The worker side of the pipeline protocol (protocol.ts): loads the handlers, then runs tasks one at a
-// time in arrival order, applying control messages as they come. Runs in a worker thread (worker.ts),
+// time in arrival order, applying control messages as they come (both may arrive before the handlers
+// have loaded: they wait for them). Runs in a worker thread (worker.ts),
 // or on the main thread over a MessageChannel when there is no compiled worker entry (tests).
 import type { MessagePort, TransferListItem } from 'node:worker_threads';
 import { serializeError, type FromWorker, type HandlerModule, type ToWorker, type WorkerHandlers } from './protocol.js';
@@ -14,6 +15,7 @@ export async function serve(port: MessagePort, options: ServeOptions): Promise<v
   const send = (msg: FromWorker, transfer?: TransferListItem[]) => port.postMessage(msg, transfer);
   const tasks: { id: number; kind: string; task: unknown }[] = [];
   let handlers: WorkerHandlers | null = null;
+  const controls: unknown[] = [];
   let running = false;
   let closed = false;
   const pump = async (): Promise<void> => {
@@ -38,7 +40,8 @@ export async function serve(port: MessagePort, options: ServeOptions): Promise<v
       tasks.push(msg);
       void pump();
     } else if (msg.t === 'control') {
-      handlers?.control?.(msg.data);
+      if (handlers) handlers.control?.(msg.data);
+      else controls.push(msg.data); // sent before the handlers loaded: applied, in order, once they have
     }
   });
   port.on('close', () => {
@@ -47,6 +50,7 @@ export async function serve(port: MessagePort, options: ServeOptions): Promise<v
   try {
     const mod = await options.load();
     handlers = await mod.createHandlers(options.init);
+    for (const data of controls.splice(0)) handlers.control?.(data);
   } catch (err) {
     send({ t: 'fatal', error: serializeError(err) });
     return;

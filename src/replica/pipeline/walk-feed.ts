@@ -3,7 +3,7 @@
 import type { WalkTreeTask } from './list-tasks.js';
 import { WALK_AHEAD_ENTRIES, type PackedListing, type WalkBatch, type WalkCredit } from './listing.js';
 import type { WorkerPool } from './worker-pool.js';
-import { earlyPool, startListers } from './workers.js';
+import { earlyPool, launchListers } from './workers.js';
 
 export class WalkFeed {
   readonly #pool: WorkerPool;
@@ -108,8 +108,12 @@ export function isWalkOf(walk: TreeWalk, root: string, exclude: readonly string[
  */
 export function startTreeWalk(root: string, exclude: readonly string[], options: { signal?: AbortSignal; inProcess?: boolean; aheadEntries?: number } = {}): TreeWalk {
   const aheadEntries = options.aheadEntries ?? WALK_AHEAD_ENTRIES;
-  const listers = earlyPool(startListers(options.inProcess ? 0 : 1, { exclude: [...exclude], aheadEntries }, options.signal));
-  const feed = listers.ready.then((pool) => new WalkFeed(pool, root, aheadEntries));
+  const launched = launchListers(options.inProcess ? 0 : 1, { exclude: [...exclude], aheadEntries }, options.signal);
+  // The walk is asked for now: the thread starts it as soon as it is up, without waiting for this
+  // thread to hear that it is (this thread is busy loading the job then; measured: 50 ms and more).
+  const walkFeed = new WalkFeed(launched.pool, root, aheadEntries);
+  const listers = earlyPool(launched.ready);
+  const feed = listers.ready.then(() => walkFeed);
   feed.catch(() => {}); // reported to the walk that awaits it
   return { root, exclude, feed, close: listers.close };
 }

@@ -140,3 +140,35 @@ describe('worker pool (in-process, through serve)', () => {
     await pool.close();
   });
 });
+
+describe('worker pool launched (tasks and control before the workers are up)', () => {
+  it('runs tasks and applies control messages sent before the handlers loaded, in order', async () => {
+    let release!: () => void;
+    const loaded = new Promise<void>((resolve) => (release = resolve));
+    const seen: unknown[] = [];
+    const slowToLoad: HandlerModule = {
+      createHandlers: () => ({
+        run: async (_kind: string, task: unknown) => ({ task, seen: [...seen] }),
+        control: (data: unknown) => seen.push(data),
+      }),
+    };
+    const { pool, ready } = WorkerPool.launch({ size: 1, load: async () => (await loaded, slowToLoad), init: () => null });
+    pool.control({ step: 1 });
+    pool.control({ step: 2 });
+    const result = pool.run<{ task: unknown; seen: unknown[] }>(0, 'any', 'first');
+    await new Promise<void>((resolve) => setTimeout(resolve, 20)); // all three have arrived, the handlers not loaded
+    expect(seen).toEqual([]);
+    release();
+    expect(await ready).toBe(pool);
+    // Both controls arrived before the handlers existed: applied once they did, in order, before the queued task ran.
+    expect(await result).toEqual({ task: 'first', seen: [{ step: 1 }, { step: 2 }] });
+    await pool.close();
+  });
+
+  it('a launch that fails rejects `ready` and every task already run on the pool', async () => {
+    const { pool, ready } = WorkerPool.launch({ size: 1, load: async () => Promise.reject(new Error('no handlers')), init: () => null });
+    const task = pool.run(0, 'any', null);
+    await expect(ready).rejects.toThrow('no handlers');
+    await expect(task).rejects.toThrow('no handlers');
+  });
+});

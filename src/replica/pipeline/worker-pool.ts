@@ -76,10 +76,25 @@ export class WorkerPool {
 
   /** Starts `size` workers and waits until each has loaded its handlers. */
   static async start(options: WorkerPoolOptions): Promise<WorkerPool> {
+    return WorkerPool.launch(options).ready;
+  }
+
+  /**
+   * Starts `size` workers without waiting: tasks may be run on `pool` at once (a worker takes them
+   * as soon as it has loaded its handlers, with no round trip through this thread, which may be busy
+   * by then); `ready` resolves with the pool once every worker is up, or rejects (the pool closed).
+   */
+  static launch(options: WorkerPoolOptions): { pool: WorkerPool; ready: Promise<WorkerPool> } {
     const size = Math.max(1, Math.floor(options.size));
     if (!options.script && !options.load) throw new Error('a worker pool needs a script or a handler module');
+    if (options.signal?.aborted) {
+      const ready = Promise.reject(options.signal.reason as unknown);
+      ready.catch(() => {});
+      const pool = new WorkerPool(size, !options.script);
+      pool.#fail(options.signal.reason);
+      return { pool, ready };
+    }
     const pool = new WorkerPool(size, !options.script);
-    options.signal?.throwIfAborted();
     const ready: Promise<void>[] = [];
     for (let i = 0; i < size; i++) {
       let onReady!: () => void;
@@ -106,13 +121,15 @@ export class WorkerPool {
     }
     pool.#signal = options.signal;
     options.signal?.addEventListener('abort', pool.#onAbort, { once: true });
-    try {
-      await Promise.race([Promise.all(ready), pool.#failed]);
-    } catch (err) {
-      await pool.close();
-      throw err;
-    }
-    return pool;
+    const started = Promise.race([Promise.all(ready), pool.#failed]).then(
+      () => pool,
+      async (err: unknown) => {
+        await pool.close();
+        throw err;
+      },
+    );
+    started.catch(() => {}); // reported to whoever awaits `ready`
+    return { pool, ready: started };
   }
 
   /** Tasks sent to worker `i` and not settled yet. */

@@ -19,16 +19,28 @@ export async function startWorkers(count: number, init: (index: number) => Worke
 }
 
 /** `count` threads running `entry.script` when running compiled and `count` > 0, else one served in-process from `entry.load`. */
-function startPool(count: number, init: (index: number) => unknown, signal: AbortSignal | undefined, entry: { script: string; load: NonNullable<WorkerPoolOptions['load']> }): Promise<WorkerPool> {
+function startPool(count: number, init: (index: number) => unknown, signal: AbortSignal | undefined, entry: PoolEntry): Promise<WorkerPool> {
+  return launchPool(count, init, signal, entry).ready;
+}
+
+interface PoolEntry {
+  script: string;
+  load: NonNullable<WorkerPoolOptions['load']>;
+}
+
+/** `startPool` without waiting: tasks may be run on the pool at once (WorkerPool.launch). */
+function launchPool(count: number, init: (index: number) => unknown, signal: AbortSignal | undefined, entry: PoolEntry): { pool: WorkerPool; ready: Promise<WorkerPool> } {
   const compiled = import.meta.url.endsWith('.js');
   const threads = compiled && count > 0;
-  return WorkerPool.start({
+  return WorkerPool.launch({
     size: Math.max(1, count),
     init,
     ...(signal ? { signal } : {}),
     ...(threads ? { script: new URL(entry.script, import.meta.url) } : { load: entry.load }),
   });
 }
+
+const LISTER: PoolEntry = { script: './list-worker.js', load: () => import('./list-tasks.js') };
 
 /**
  * Starts workers as `startWorkers` does, without waiting for them: they boot (a thread and its modules
@@ -67,5 +79,10 @@ export function earlyPool(ready: Promise<WorkerPool>): EarlyPool {
  * in-process, as from source). The caller closes the pool.
  */
 export function startListers(count: number, init: ListerInit, signal?: AbortSignal): Promise<WorkerPool> {
-  return startPool(count, () => init, signal, { script: './list-worker.js', load: () => import('./list-tasks.js') });
+  return startPool(count, () => init, signal, LISTER);
+}
+
+/** `startListers` without waiting for the threads to boot: a task run on `pool` at once starts as soon as its thread is up. */
+export function launchListers(count: number, init: ListerInit, signal?: AbortSignal): { pool: WorkerPool; ready: Promise<WorkerPool> } {
+  return launchPool(count, () => init, signal, LISTER);
 }
