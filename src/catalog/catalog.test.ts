@@ -110,7 +110,7 @@ describe('blob lookups', () => {
       }),
     }));
     c.addIndexSegment('seg', packs);
-    const known = c.knownBlobIds();
+    const known = c.loadKnownBlobIds().set;
     expect(known.size).toBe(n);
     for (let i = 0; i < n; i += 997) expect(known.has(blobId(i))).toBe(true);
     expect(known.has(blobId(n + 1))).toBe(false);
@@ -161,14 +161,14 @@ describe('the dedup set snapshot', () => {
     const c = Catalog.open(file);
     segment(c, 'a', 0, 50);
     segment(c, 'b', 50, 50);
-    const set = c.knownBlobIds();
+    const set = c.loadKnownBlobIds().set;
     const marker = randomBytes(32); // in the saved set but in no segment: shows which one was read
     set.add(marker);
     c.saveKnownBlobIds(set, c.blobGeneration());
-    expect(c.knownBlobIds().has(marker)).toBe(true);
+    expect(c.loadKnownBlobIds().set.has(marker)).toBe(true);
 
     c.removeIndexSegment('a'); // prune forgets blobs 0-49
-    const after = c.knownBlobIds();
+    const after = c.loadKnownBlobIds().set;
     expect(after.has(marker)).toBe(false);
     expect(after.has(blobId(3))).toBe(false);
     expect(after.has(blobId(73))).toBe(true);
@@ -176,12 +176,12 @@ describe('the dedup set snapshot', () => {
 
     // Saved again, then damaged on disk: the index is read instead.
     c.saveKnownBlobIds(set, c.blobGeneration());
-    expect(c.knownBlobIds().has(marker)).toBe(true);
+    expect(c.loadKnownBlobIds().set.has(marker)).toBe(true);
     const snap = readFileSync(`${file}-known`);
     snap[snap.length - 5]! ^= 1;
     writeFileSync(`${file}-known`, snap);
-    expect(c.knownBlobIds().has(marker)).toBe(false);
-    expect(c.knownBlobIds().size).toBe(50);
+    expect(c.loadKnownBlobIds().set.has(marker)).toBe(false);
+    expect(c.loadKnownBlobIds().set.size).toBe(50);
     c.close();
 
     // Another catalog in the same place (rebuilt, or replaced) never matches the old snapshot's generation.
@@ -189,7 +189,7 @@ describe('the dedup set snapshot', () => {
     rmSync(`${file}-wal`, { force: true });
     rmSync(`${file}-shm`, { force: true });
     const again = Catalog.open(file);
-    expect(again.knownBlobIds().size).toBe(0);
+    expect(again.loadKnownBlobIds().set.size).toBe(0);
     again.close();
   });
 });

@@ -227,14 +227,10 @@ export class Catalog {
   }
 
   /**
-   * The ids of every blob recorded: the dedup set of a backup. Read from the snapshot a backup saved
-   * (saveKnownBlobIds) when it is of the current generation (a few ms), else from the index.
+   * The ids of every blob recorded (the dedup set of a backup), with the generation the set is exact
+   * for (read before the set, so any later change moves it on). Read from the snapshot a backup saved
+   * (saveKnownBlobIds) when it is of that generation (a few ms), else from the index.
    */
-  knownBlobIds(): BlobIdSet {
-    return this.loadKnownBlobIds().set;
-  }
-
-  /** `knownBlobIds`, with the generation the set is exact for (read before the set, so any later change moves it on). */
   loadKnownBlobIds(): { set: BlobIdSet; generation: string } {
     const generation = this.blobGeneration();
     return { generation, set: this.#readKnownSnapshot(generation) ?? this.#knownFromIndex() };

@@ -162,7 +162,7 @@ describe('backup pipeline', () => {
     // The same content elsewhere: with the set loaded early and still exact, nothing is new.
     const copy = path.join(dir, 'copy');
     await writeTree(copy, { a: bytes(1, 300_000), sub: { b: text(2, 50_000) } } as never);
-    const exact = { set: catalog.knownBlobIds(), generation: catalog.blobGeneration() };
+    const exact = { set: catalog.loadKnownBlobIds().set, generation: catalog.blobGeneration() };
     const other = path.join(dir, 'other');
     await mkdir(other);
     const otherWalk = startTreeWalk(other, [], { inProcess: true }); // of another tree: not taken

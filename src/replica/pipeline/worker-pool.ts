@@ -30,6 +30,12 @@ export interface RunOptions {
   onPart?: (data: unknown) => void;
 }
 
+/** A pool whose workers are booting: tasks may be run on `pool` already; `ready` settles once all are up (WorkerPool.launch). */
+export interface LaunchedPool {
+  pool: WorkerPool;
+  ready: Promise<WorkerPool>;
+}
+
 /** The error pending and later tasks fail with once the pool is closed. */
 export class PoolClosedError extends Error {
   constructor() {
@@ -84,17 +90,16 @@ export class WorkerPool {
    * as soon as it has loaded its handlers, with no round trip through this thread, which may be busy
    * by then); `ready` resolves with the pool once every worker is up, or rejects (the pool closed).
    */
-  static launch(options: WorkerPoolOptions): { pool: WorkerPool; ready: Promise<WorkerPool> } {
+  static launch(options: WorkerPoolOptions): LaunchedPool {
     const size = Math.max(1, Math.floor(options.size));
     if (!options.script && !options.load) throw new Error('a worker pool needs a script or a handler module');
+    const pool = new WorkerPool(size, !options.script);
     if (options.signal?.aborted) {
+      pool.#fail(options.signal.reason);
       const ready = Promise.reject(options.signal.reason as unknown);
       ready.catch(() => {});
-      const pool = new WorkerPool(size, !options.script);
-      pool.#fail(options.signal.reason);
       return { pool, ready };
     }
-    const pool = new WorkerPool(size, !options.script);
     const ready: Promise<void>[] = [];
     for (let i = 0; i < size; i++) {
       let onReady!: () => void;

@@ -3,7 +3,7 @@
 import { availableParallelism } from 'node:os';
 import type { ListerInit } from './list-tasks.js';
 import type { WorkerInit } from './tasks.js';
-import { WorkerPool, type WorkerPoolOptions } from './worker-pool.js';
+import { WorkerPool, type LaunchedPool, type WorkerPoolOptions } from './worker-pool.js';
 
 /** Worker threads used when a job does not say: one per core. */
 export function defaultWorkerCount(): number {
@@ -15,21 +15,23 @@ export function defaultWorkerCount(): number {
  * (in a `finally`); aborting `signal` ends the workers early.
  */
 export async function startWorkers(count: number, init: (index: number) => WorkerInit, signal?: AbortSignal): Promise<WorkerPool> {
-  return startPool(count, init, signal, { script: './worker.js', load: () => import('./tasks.js') });
+  return launchPool(count, init, signal, WORKER).ready;
 }
 
-/** `count` threads running `entry.script` when running compiled and `count` > 0, else one served in-process from `entry.load`. */
-function startPool(count: number, init: (index: number) => unknown, signal: AbortSignal | undefined, entry: PoolEntry): Promise<WorkerPool> {
-  return launchPool(count, init, signal, entry).ready;
-}
-
+/** What a pool's threads run: a script when running compiled, else the same handlers served in-process. */
 interface PoolEntry {
   script: string;
   load: NonNullable<WorkerPoolOptions['load']>;
 }
 
-/** `startPool` without waiting: tasks may be run on the pool at once (WorkerPool.launch). */
-function launchPool(count: number, init: (index: number) => unknown, signal: AbortSignal | undefined, entry: PoolEntry): { pool: WorkerPool; ready: Promise<WorkerPool> } {
+const WORKER: PoolEntry = { script: './worker.js', load: () => import('./tasks.js') };
+const LISTER: PoolEntry = { script: './list-worker.js', load: () => import('./list-tasks.js') };
+
+/**
+ * `count` threads running `entry.script` when running compiled and `count` > 0, else one served
+ * in-process from `entry.load`; not waited for (WorkerPool.launch).
+ */
+function launchPool(count: number, init: (index: number) => unknown, signal: AbortSignal | undefined, entry: PoolEntry): LaunchedPool {
   const compiled = import.meta.url.endsWith('.js');
   const threads = compiled && count > 0;
   return WorkerPool.launch({
@@ -39,8 +41,6 @@ function launchPool(count: number, init: (index: number) => unknown, signal: Abo
     ...(threads ? { script: new URL(entry.script, import.meta.url) } : { load: entry.load }),
   });
 }
-
-const LISTER: PoolEntry = { script: './list-worker.js', load: () => import('./list-tasks.js') };
 
 /**
  * Starts workers as `startWorkers` does, without waiting for them: they boot (a thread and its modules
@@ -79,10 +79,10 @@ export function earlyPool(ready: Promise<WorkerPool>): EarlyPool {
  * in-process, as from source). The caller closes the pool.
  */
 export function startListers(count: number, init: ListerInit, signal?: AbortSignal): Promise<WorkerPool> {
-  return startPool(count, () => init, signal, LISTER);
+  return launchPool(count, () => init, signal, LISTER).ready;
 }
 
 /** `startListers` without waiting for the threads to boot: a task run on `pool` at once starts as soon as its thread is up. */
-export function launchListers(count: number, init: ListerInit, signal?: AbortSignal): { pool: WorkerPool; ready: Promise<WorkerPool> } {
+export function launchListers(count: number, init: ListerInit, signal?: AbortSignal): LaunchedPool {
   return launchPool(count, () => init, signal, LISTER);
 }
