@@ -8,6 +8,8 @@ import { processClock, type Clock } from '../clock.js';
 import type { SourceConfig, StrataConfig } from '../config/types.js';
 import { readPassphraseFile } from '../crypto/passphrase.js';
 import { isWalkOf, startTreeWalk, type TreeWalk } from '../replica/pipeline/walk-feed.js';
+import type { SpareWorkers } from '../replica/pipeline/worker-pool.js';
+import { defaultWorkerCount, spareWorkers } from '../replica/pipeline/workers.js';
 import { syncCatalog } from '../replica/catalog-sync.js';
 import { Pool } from '../replica/pool.js';
 import { DirStore } from '../store/dir-store.js';
@@ -32,6 +34,7 @@ export class AgentContext {
   #opening: Promise<Pool> | null = null;
   #poolStore: DirStore | null = null;
   #earlyWalk: TreeWalk | null = null;
+  #spareWorkers: SpareWorkers | null = null;
 
   constructor(config: StrataConfig, options: ContextOptions = {}) {
     this.config = config;
@@ -118,6 +121,23 @@ export class AgentContext {
     return null;
   }
 
+  /**
+   * Starts the pipeline's worker threads now, without their keys, so that they boot (~0.2 s: a thread
+   * and its modules each) while the passphrase's scrypt runs: for a job that will use them at once (a
+   * check that reads the data, a restore). The job takes them (takeSpareWorkers); `close` ends them if
+   * it never does.
+   */
+  prefetchWorkers(): void {
+    this.#spareWorkers ??= spareWorkers(defaultWorkerCount());
+  }
+
+  /** The workers `prefetchWorkers` started, if any (once). */
+  takeSpareWorkers(): SpareWorkers | null {
+    const spare = this.#spareWorkers;
+    this.#spareWorkers = null;
+    return spare;
+  }
+
   setPool(pool: Pool): void {
     this.#pool = pool;
   }
@@ -126,6 +146,7 @@ export class AgentContext {
     const walk = this.#earlyWalk;
     this.#earlyWalk = null;
     void walk?.close();
+    void this.takeSpareWorkers()?.close();
     this.#catalog?.close();
     this.#catalog = null;
     this.log.flush?.();

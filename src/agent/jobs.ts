@@ -302,6 +302,7 @@ export async function runRestore(ctx: AgentContext, options: RestoreJobOptions):
     const result = await withLock(pool.store, { exclusive: false, operation: 'restore', clock: ctx.clock, host: ctx.host }, async () => {
       const reader = new BlobReader(pool.store, pool.keys, catalog.blobLookup());
       return restoreTree(reader, rp.tree, {
+        spareWorkers: ctx.takeSpareWorkers(),
         target: path.resolve(options.target),
         onConflict: options.onConflict,
         ...(options.item !== undefined ? { item: options.item } : {}),
@@ -328,6 +329,7 @@ export async function runCheck(ctx: AgentContext, options: JobHooks<{ phase: str
     const report = await withLock(pool.store, { exclusive: false, operation: 'check', clock: ctx.clock, host: ctx.host }, () =>
       checkPool(pool, {
         readData: options.readData ?? false,
+        spareWorkers: ctx.takeSpareWorkers(),
         ...(options.signal ? { signal: options.signal } : {}),
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       }),

@@ -139,7 +139,10 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
       try {
         const viaDaemon =
           opts.from === 'disk' ? await (await daemonClient()).tryDaemon<Awaited<ReturnType<typeof Jobs.runRestore>>>(inv, opts, { restore: { recoveryPoint: rp, target: opts.target, onConflict: opts.onConflict ?? 'error', item: opts.item, group: opts.group } }, (p) => progress.update(p)) : null;
-        if (!viaDaemon && opts.from === 'disk') ctx.prefetchPool();
+        if (!viaDaemon && opts.from === 'disk') {
+          ctx.prefetchPool();
+          ctx.prefetchWorkers();
+        }
         r =
           viaDaemon ??
           await (opts.from === 'cloud' ? (await cloudJobs()).restoreFromCloud : (await jobs()).runRestore)(ctx, {
@@ -175,6 +178,7 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
       let report: Awaited<ReturnType<typeof Jobs.runCheck>> & { cloud?: Awaited<ReturnType<typeof CloudJobs.checkCloud>> };
       try {
         ctx.prefetchPool();
+        if (opts.readData) ctx.prefetchWorkers();
         report = await (await jobs()).runCheck(ctx, {
           readData: opts.readData ?? false,
           onProgress: (p) => progress.update({ label: `check: ${p.phase}`, done: p.done, total: p.total, unit: 'items' }),

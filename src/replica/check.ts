@@ -10,11 +10,12 @@ import { throwIfAborted } from '../errors.js';
 import { DirStore } from '../store/dir-store.js';
 import { listAll } from '../store/object-store.js';
 import { BlobReader } from './blob-reader.js';
-import type { IndexedPack } from './index-segment.js';
+import type { RawIndexedPack } from './index-segment.js';
+import { decodeEntries, entriesEnd } from './pack.js';
 import { mapLimit } from './pipeline/limit.js';
 import { transferable } from './pipeline/protocol.js';
 import type { CheckPackResult, CheckPackTask } from './pipeline/tasks.js';
-import type { WorkerPool } from './pipeline/worker-pool.js';
+import type { SpareWorkers, WorkerPool } from './pipeline/worker-pool.js';
 import { defaultWorkerCount, startWorkersEarly } from './pipeline/workers.js';
 import { PACKS_PREFIX, packKey, type Pool } from './pool.js';
 import { decodeTree, type Tree } from './tree.js';
@@ -45,6 +46,8 @@ export interface CheckOptions {
   signal?: AbortSignal;
   /** Worker threads that verify packs with readData (default: one per core; 0: in-process). */
   workers?: number;
+  /** Workers started before the keys were known (AgentContext.prefetchWorkers): used if they fit `workers`. */
+  spareWorkers?: SpareWorkers | null;
   onProgress?: (p: { phase: string; done: number; total: number; bytes: number }) => void;
 }
 
@@ -55,7 +58,7 @@ const MAX_CACHED_TREES = 50_000;
 export async function checkPool(pool: Pool, options: CheckOptions = {}): Promise<CheckReport> {
   // With readData the workers boot while the index is read.
   const workers = options.readData
-    ? startWorkersEarly(options.workers ?? defaultWorkerCount(), () => ({ encKey: pool.keys.encKey, idKey: pool.keys.idKey }), options.signal)
+    ? startWorkersEarly(options.workers ?? defaultWorkerCount(), () => ({ encKey: pool.keys.encKey, idKey: pool.keys.idKey }), options.signal, options.spareWorkers)
     : null;
   try {
     return await checkWith(pool, options, workers?.ready ?? null);
@@ -79,35 +82,47 @@ async function checkWith(pool: Pool, options: CheckOptions, workersStarted: Prom
     return p;
   };
 
-  // 1. The index, from the pool itself (never the catalog).
-  const segments = new Map<string, IndexedPack[]>();
+  // 1. The index, from the pool itself (never the catalog), read while the packs are listed. Each
+  // pack's entries are only validated here; they are decoded (into `blobs`) once the workers have
+  // their first packs, so that the workers do not wait for it.
+  const [indexIds, listedPacks] = await Promise.all([pool.listIndexIds(), listAll(pool.store, PACKS_PREFIX)]);
+  const segments = new Map<string, RawIndexedPack[]>();
   const superseded = new Set<string>();
-  for (const id of await pool.listIndexIds()) {
+  const read = await mapLimit(indexIds, Math.max(2, Math.min(pool.store.capabilities.connections, 16)), async (id) => {
     try {
-      const seg = await pool.readIndex(id);
-      segments.set(id, seg.packs);
-      for (const s of seg.supersedes) superseded.add(s.toString('hex'));
+      return await pool.readIndexRaw(id);
     } catch (err) {
-      addProblem('index', `index/${id}`, (err as Error).message);
+      throwIfAborted(signal);
+      return err as Error;
     }
-  }
-  const blobs = new Map<string, BlobLocation>();
-  const packs = new Map<string, IndexedPack>();
+  });
+  indexIds.forEach((id, i) => {
+    const seg = read[i]!;
+    if (seg instanceof Error) {
+      addProblem('index', `index/${id}`, seg.message);
+      return;
+    }
+    segments.set(id, seg.packs);
+    for (const s of seg.supersedes) superseded.add(s.toString('hex'));
+  });
+  const packs = new Map<string, RawIndexedPack>();
   for (const [id, segPacks] of segments) {
     if (superseded.has(id)) continue;
-    for (const p of segPacks) {
-      const packId = p.id.toString('hex');
-      packs.set(packId, p);
-      for (const e of p.entries) {
+    for (const p of segPacks) packs.set(p.id.toString('hex'), p);
+  }
+  report.packs = packs.size;
+  const blobs = new Map<string, BlobLocation>();
+  const indexBlobs = (): void => {
+    for (const [packId, p] of packs) {
+      for (const e of decodeEntries(p.entries, entriesEnd(p.entries), `pack ${packId.slice(0, 12)}`)) {
         blobs.set(e.id.toString('hex'), { id: e.id, type: e.type, packId, offset: e.offset, length: e.length, rawLength: e.rawLength, compression: e.compression });
       }
     }
-  }
-  report.packs = packs.size;
-  report.blobs = blobs.size;
+    report.blobs = blobs.size;
+  };
 
   // 2. Packs present with the indexed size.
-  const present = new Map((await listAll(pool.store, PACKS_PREFIX)).map((o) => [o.key.split('/').pop()!, o.size]));
+  const present = new Map(listedPacks.map((o) => [o.key.split('/').pop()!, o.size]));
   const badPacks = new Set<string>();
   /** Blobs that failed verification inside a pack whose header is sound. */
   const badBlobs = new Set<string>();
@@ -136,19 +151,19 @@ async function checkWith(pool: Pool, options: CheckOptions, workersStarted: Prom
       }
     }
   };
-  if (workersStarted) {
+  if (!workersStarted) indexBlobs();
+  else {
     const workers = await workersStarted;
     try {
       const list = [...packs].filter(([packId]) => !badPacks.has(packId));
       const ahead = Math.max(2, Math.min(pool.store.capabilities.connections, workers.size + 1));
       let done = packs.size - list.length;
       // Results are applied in pack order, whatever order the workers finish in.
-      const results = await mapLimit(list, ahead, async ([packId, p]): Promise<{ result: CheckPackResult } | { error: string }> => {
+      const verifying = mapLimit(list, ahead, async ([packId, p]): Promise<{ result: CheckPackResult } | { error: string }> => {
         throwIfAborted(signal);
-        const ids = Buffer.allocUnsafe(p.entries.length * 32);
-        p.entries.forEach((e, i) => e.id.copy(ids, i * 32));
         const key = packKey(packId);
-        const task: CheckPackTask = { packId, ids, offsets: p.entries.map((e) => e.offset), lengths: p.entries.map((e) => e.length) };
+        // A copy of the entries of its own: a view would be cloned with the whole segment.
+        const task: CheckPackTask = { packId, entries: new Uint8Array(p.entries) };
         let transfer: ArrayBuffer[] = [];
         if (pool.store instanceof DirStore) {
           // A directory pool: the worker reads the pack itself.
@@ -173,6 +188,10 @@ async function checkWith(pool: Pool, options: CheckOptions, workersStarted: Prom
         options.onProgress?.({ phase: 'reading packs', done: ++done, total: packs.size, bytes: report.bytesRead });
         return { result };
       });
+      verifying.catch(() => {}); // awaited below
+      // The first packs are on their way to the workers: the index is decoded meanwhile.
+      indexBlobs();
+      const results = await verifying;
       list.forEach(([packId], i) => {
         const r = results[i]!;
         if ('error' in r) {

@@ -3,7 +3,7 @@
 //   plain = "STI1" | supersedes u32 | segment id[32]* | packs u32 | pack*
 //   pack  = pack id[32] | size f64 | entries u32 | entry* (pack.ts entry format)
 import { IntegrityError } from '../errors.js';
-import { ENTRY_BYTES, decodeEntries, encodeEntries, type PackEntry } from './pack.js';
+import { ENTRY_BYTES, decodeEntries, encodeEntries, entriesEnd, validateEntries, type PackEntry } from './pack.js';
 
 export interface IndexedPack {
   id: Buffer;
@@ -15,6 +15,20 @@ export interface IndexSegment {
   /** Segments this one replaces (prune writes the new one, then deletes these). */
   supersedes: Buffer[];
   packs: IndexedPack[];
+}
+
+/** A segment's pack as stored: its entries validated, not decoded (for a reader that needs few of them, or later). */
+export interface RawIndexedPack {
+  id: Buffer;
+  size: number;
+  /** The pack's entries in pack.ts's entry format (a view of the segment). */
+  entries: Buffer;
+  count: number;
+}
+
+export interface RawIndexSegment {
+  supersedes: Buffer[];
+  packs: RawIndexedPack[];
 }
 
 const MAGIC = Buffer.from('STI1');
@@ -38,6 +52,15 @@ export function encodeIndexSegment(seg: IndexSegment): Buffer {
 }
 
 export function decodeIndexSegment(buf: Buffer, what: string): IndexSegment {
+  const raw = decodeIndexSegmentRaw(buf, what);
+  return {
+    supersedes: raw.supersedes,
+    packs: raw.packs.map((p) => ({ id: p.id, size: p.size, entries: decodeEntries(p.entries, entriesEnd(p.entries), packWhat(what, p.id)) })),
+  };
+}
+
+/** Parses and validates a segment as decodeIndexSegment does, leaving each pack's entries undecoded. */
+export function decodeIndexSegmentRaw(buf: Buffer, what: string): RawIndexSegment {
   const fail = (why: string): never => {
     throw new IntegrityError(`${what}: ${why}`);
   };
@@ -55,7 +78,7 @@ export function decodeIndexSegment(buf: Buffer, what: string): IndexSegment {
   need(4);
   const nPacks = buf.readUInt32LE(o);
   o += 4;
-  const packs: IndexedPack[] = [];
+  const packs: RawIndexedPack[] = [];
   for (let i = 0; i < nPacks; i++) {
     need(44);
     const id = Buffer.from(buf.subarray(o, o + 32));
@@ -63,11 +86,15 @@ export function decodeIndexSegment(buf: Buffer, what: string): IndexSegment {
     const n = buf.readUInt32LE(o + 40);
     o += 44;
     need(n * ENTRY_BYTES);
-    const entriesBuf = buf.subarray(o, o + n * ENTRY_BYTES);
+    const entries = buf.subarray(o, o + n * ENTRY_BYTES);
     o += n * ENTRY_BYTES;
-    const dataLength = n === 0 ? 0 : entriesBuf.readUInt32LE((n - 1) * ENTRY_BYTES + 33) + entriesBuf.readUInt32LE((n - 1) * ENTRY_BYTES + 37);
-    packs.push({ id, size, entries: decodeEntries(entriesBuf, dataLength, `${what} pack ${id.toString('hex').slice(0, 12)}`) });
+    validateEntries(entries, entriesEnd(entries), packWhat(what, id));
+    packs.push({ id, size, entries, count: n });
   }
   if (o !== buf.length) fail('trailing bytes');
   return { supersedes, packs };
+}
+
+function packWhat(what: string, packId: Buffer): string {
+  return `${what} pack ${packId.toString('hex').slice(0, 12)}`;
 }

@@ -58,29 +58,45 @@ export function encodeEntries(entries: readonly PackEntry[]): Buffer {
   return out;
 }
 
+/**
+ * Checks header entries without decoding them: whole entries, known types and compressions, blobs back
+ * to back from offset 0 covering exactly `dataLength` bytes. Returns how many there are; throws
+ * IntegrityError (naming `what`) on anything else.
+ */
+export function validateEntries(buf: Buffer, dataLength: number, what: string): number {
+  if (buf.length % ENTRY_BYTES !== 0) throw new IntegrityError(`${what}: header has a partial entry`);
+  let expectedOffset = 0;
+  for (let o = 0, i = 0; o < buf.length; o += ENTRY_BYTES, i++) {
+    const offset = buf.readUInt32LE(o + 33);
+    const length = buf.readUInt32LE(o + 37);
+    if (buf[o]! > 1 || buf[o + 45]! > 1 || offset !== expectedOffset || length < 28 || offset + length > dataLength) {
+      throw new IntegrityError(`${what}: header entry ${i} is inconsistent`);
+    }
+    expectedOffset += length;
+  }
+  if (expectedOffset !== dataLength) throw new IntegrityError(`${what}: header does not cover the pack's data`);
+  return buf.length / ENTRY_BYTES;
+}
+
+/** The blob length the last of these (valid) entries ends at: the data length they cover. */
+export function entriesEnd(buf: Buffer): number {
+  const o = buf.length - ENTRY_BYTES;
+  return o < 0 ? 0 : buf.readUInt32LE(o + 33) + buf.readUInt32LE(o + 37);
+}
+
 /** Parses header entries; throws IntegrityError on anything inconsistent with a pack of `dataLength` bytes of blobs. */
 export function decodeEntries(buf: Buffer, dataLength: number, what: string): PackEntry[] {
-  if (buf.length % ENTRY_BYTES !== 0) throw new IntegrityError(`${what}: header has a partial entry`);
-  const entries: PackEntry[] = [];
-  let expectedOffset = 0;
-  for (let o = 0; o < buf.length; o += ENTRY_BYTES) {
-    const type = buf.readUInt8(o);
-    const compression = buf.readUInt8(o + 45);
-    const entry: PackEntry = {
-      type,
+  const entries = new Array<PackEntry>(validateEntries(buf, dataLength, what));
+  for (let o = 0, i = 0; o < buf.length; o += ENTRY_BYTES, i++) {
+    entries[i] = {
+      type: buf[o]! as BlobType,
       id: Buffer.from(buf.subarray(o + 1, o + 33)),
       offset: buf.readUInt32LE(o + 33),
       length: buf.readUInt32LE(o + 37),
       rawLength: buf.readUInt32LE(o + 41),
-      compression,
+      compression: buf[o + 45]! as Compression,
     };
-    if (type > 1 || compression > 1 || entry.offset !== expectedOffset || entry.length < 28 || entry.offset + entry.length > dataLength) {
-      throw new IntegrityError(`${what}: header entry ${entries.length} is inconsistent`);
-    }
-    expectedOffset += entry.length;
-    entries.push(entry);
   }
-  if (expectedOffset !== dataLength) throw new IntegrityError(`${what}: header does not cover the pack's data`);
   return entries;
 }
 
@@ -104,8 +120,13 @@ export function parseTrailer(trailer: Buffer, packSize: number, what: string): n
 
 /** Decrypts and parses a whole pack's header. */
 export function readPackHeader(encKey: Buffer, packId: Buffer, pack: Buffer, what: string): PackEntry[] {
+  const { entries, dataLength } = openPackHeader(encKey, packId, pack, what);
+  return decodeEntries(entries, dataLength, what);
+}
+
+/** Decrypts a whole pack's header: its entries as stored (not yet validated), and where the blobs end. */
+export function openPackHeader(encKey: Buffer, packId: Buffer, pack: Buffer, what: string): { entries: Buffer; dataLength: number } {
   const headerLength = parseTrailer(pack.subarray(pack.length - TRAILER_BYTES), pack.length, what);
-  const headerStart = pack.length - TRAILER_BYTES - headerLength;
-  const plain = open(encKey, pack.subarray(headerStart, pack.length - TRAILER_BYTES), headerAad(packId), `${what} header`);
-  return decodeEntries(plain, headerStart, what);
+  const dataLength = pack.length - TRAILER_BYTES - headerLength;
+  return { entries: open(encKey, pack.subarray(dataLength, pack.length - TRAILER_BYTES), headerAad(packId), `${what} header`), dataLength };
 }

@@ -9,7 +9,7 @@ import { validatePassphrase } from '../crypto/passphrase.js';
 import { IntegrityError, StrataError, isNotFound } from '../errors.js';
 import { exists, listAll, type ObjectStore } from '../store/object-store.js';
 import { Chunker, DEFAULT_CHUNKER, validateChunkerParams, type ChunkerParams } from './chunker.js';
-import { decodeIndexSegment, encodeIndexSegment, type IndexSegment } from './index-segment.js';
+import { decodeIndexSegment, decodeIndexSegmentRaw, encodeIndexSegment, type IndexSegment, type RawIndexSegment } from './index-segment.js';
 import { decodeManifest, encodeManifest, type Manifest } from './manifest.js';
 
 export const POOL_FORMAT = 'strata-pool';
@@ -191,6 +191,12 @@ export class Pool {
 
   async readIndex(id: string): Promise<IndexSegment> {
     return this.decodeIndex(id, await this.store.get(`${INDEX_PREFIX}${id}`));
+  }
+
+  /** An index segment with its packs' entries validated but not decoded (decodeIndexSegmentRaw). */
+  async readIndexRaw(id: string): Promise<RawIndexSegment> {
+    const what = `index segment ${id.slice(0, 12)}`;
+    return decodeIndexSegmentRaw(open(this.keys.encKey, await this.store.get(`${INDEX_PREFIX}${id}`), aad(INDEX_AAD, id), what), what);
   }
 
   async listIndexIds(): Promise<string[]> {

@@ -114,6 +114,28 @@ describe('backup, restore and check on a directory pool', () => {
     expect(affected.some((a) => a.endsWith('shared/deeper/small') || a.endsWith(': own'))).toBe(false);
   });
 
+  it('check --read-data reports a pack whose header disagrees with the index in any field (here a length after decompression)', async () => {
+    const src = path.join(dir, 'src');
+    await writeTree(src, { a: text(21, 50_000), b: bytes(22, 30_000) });
+    const { store, pool, catalog } = await setup();
+    await backupDirectory(pool, catalog, { group: '', source: src, host: 'h', clock: systemClock });
+    expect((await checkPool(pool, { readData: true })).ok).toBe(true);
+
+    // An index that says one blob decompresses to a byte more than its pack's header does.
+    const [indexId] = await pool.listIndexIds();
+    const seg = await pool.readIndex(indexId!);
+    const pack = seg.packs.find((p) => p.entries.length > 0)!;
+    pack.entries[0]!.rawLength += 1;
+    await pool.writeIndex(seg);
+    await store.delete(`index/${indexId}`);
+
+    const report = await checkPool(pool, { readData: true });
+    expect(report.ok).toBe(false);
+    expect(report.problems).toContainEqual(expect.objectContaining({ kind: 'pack', object: pack.id.toString('hex'), problem: 'its header does not match the index' }));
+    // Without reading the data the index alone is consistent: nothing to see.
+    expect((await checkPool(pool)).problems.filter((p) => p.object === pack.id.toString('hex'))).toEqual([]);
+  });
+
   it('stores only the changed chunks after an insert in the middle of a big file', async () => {
     const src = path.join(dir, 'src');
     const data = bytes(9, 4_000_000);

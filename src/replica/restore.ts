@@ -18,7 +18,7 @@ import type { BlobReader } from './blob-reader.js';
 import { Limiter, mapLimit } from './pipeline/limit.js';
 import { transferable } from './pipeline/protocol.js';
 import type { BlobUse, FileOp, Meta, RestorePackTask, RestoreResultPart } from './pipeline/tasks.js';
-import type { WorkerPool } from './pipeline/worker-pool.js';
+import type { SpareWorkers, WorkerPool } from './pipeline/worker-pool.js';
 import { defaultWorkerCount, startWorkersEarly } from './pipeline/workers.js';
 import { packKey } from './pool.js';
 import { RestoreTarget } from './restore-target.js';
@@ -37,6 +37,8 @@ export interface RestoreOptions {
   restoreOwnership?: boolean;
   /** Worker threads that decode blobs and write files (default: one per core; 0: in-process). */
   workers?: number;
+  /** Workers started before the keys were known (AgentContext.prefetchWorkers): used if they fit `workers`. */
+  spareWorkers?: SpareWorkers | null;
 }
 
 export interface RestoreProgress {
@@ -81,7 +83,7 @@ export async function restoreTree(reader: BlobReader, rootTree: string, options:
   // Every write under the target goes through its directory descriptors (restore-target.ts), closed here.
   const held: { rt: RestoreTarget | null } = { rt: null };
   // The workers boot while the plan is made.
-  const workers = startWorkersEarly(options.workers ?? defaultWorkerCount(), () => ({ encKey: reader.keys.encKey, idKey: reader.keys.idKey }), options.signal);
+  const workers = startWorkersEarly(options.workers ?? defaultWorkerCount(), () => ({ encKey: reader.keys.encKey, idKey: reader.keys.idKey }), options.signal, options.spareWorkers);
   try {
     return await restoreTreeInto(reader, rootTree, options, held, workers.ready);
   } finally {

@@ -1,6 +1,7 @@
 // The messages between the main thread and a pipeline worker, and how errors cross the boundary.
 //
-//   main → worker   { t: 'task', id, kind, task }      run handler `kind` on `task` (tasks run one at a time, in order)
+//   main → worker   { t: 'init', init }                a spare worker's init (sent once; see below)
+//                   { t: 'task', id, kind, task }      run handler `kind` on `task` (tasks run one at a time, in order)
 //                   { t: 'control', data }             applied at once, between two steps of the running task
 //   worker → main   { t: 'ready' }                     the handlers are loaded; tasks may follow
 //                   { t: 'part', id, data }            a partial result of task `id` (any number, in order)
@@ -8,12 +9,14 @@
 //                   { t: 'error', id, error }          task `id` failed; the worker goes on with the next
 //                   { t: 'fatal', error }              the worker cannot go on (its handlers failed to load)
 //
-// A worker is started with `workerData = { init }`; the handler module's `createHandlers(init)` makes
-// its handlers.
+// A worker is started with `workerData = { init }`, or, as a spare started before its job knows the
+// init (the keys wait on the passphrase's scrypt), with `workerData = { deferred: true }` and the init
+// message later; the handler module's `createHandlers(init)` makes its handlers, and only then does the
+// worker say `ready`.
 import type { TransferListItem } from 'node:worker_threads';
 import { IntegrityError, NotFoundError, StrataError, type ErrorKind } from '../../errors.js';
 
-export type ToWorker = { t: 'task'; id: number; kind: string; task: unknown } | { t: 'control'; data: unknown };
+export type ToWorker = { t: 'init'; init: unknown } | { t: 'task'; id: number; kind: string; task: unknown } | { t: 'control'; data: unknown };
 
 export type FromWorker =
   | { t: 'ready' }

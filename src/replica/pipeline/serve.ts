@@ -1,14 +1,13 @@
 // The worker side of the pipeline protocol (protocol.ts): loads the handlers, then runs tasks one at a
 // time in arrival order, applying control messages as they come (both may arrive before the handlers
-// have loaded: they wait for them). Runs in a worker thread (worker.ts),
+// have loaded: they wait for them). A worker started without its init (a spare, started before the
+// job knows its keys) loads its module meanwhile and makes its handlers when the init message comes.
+// Runs in a worker thread (worker.ts),
 // or on the main thread over a MessageChannel when there is no compiled worker entry (tests).
 import type { MessagePort, TransferListItem } from 'node:worker_threads';
 import { serializeError, type FromWorker, type HandlerModule, type ToWorker, type WorkerHandlers } from './protocol.js';
 
-export interface ServeOptions {
-  init: unknown;
-  load: () => Promise<HandlerModule>;
-}
+export type ServeOptions = { load: () => Promise<HandlerModule> } & ({ init: unknown } | { deferred: true });
 
 /** Serves `port` until it closes. Never throws: failures are reported over the port. */
 export async function serve(port: MessagePort, options: ServeOptions): Promise<void> {
@@ -18,6 +17,8 @@ export async function serve(port: MessagePort, options: ServeOptions): Promise<v
   const controls: unknown[] = [];
   let running = false;
   let closed = false;
+  let giveInit: (init: unknown) => void = () => {};
+  const init = 'deferred' in options ? new Promise<unknown>((resolve) => (giveInit = resolve)) : Promise.resolve(options.init);
   const pump = async (): Promise<void> => {
     if (running || !handlers) return;
     running = true;
@@ -39,6 +40,8 @@ export async function serve(port: MessagePort, options: ServeOptions): Promise<v
     if (msg.t === 'task') {
       tasks.push(msg);
       void pump();
+    } else if (msg.t === 'init') {
+      giveInit(msg.init);
     } else if (msg.t === 'control') {
       if (handlers) handlers.control?.(msg.data);
       else controls.push(msg.data); // sent before the handlers loaded: applied, in order, once they have
@@ -49,7 +52,7 @@ export async function serve(port: MessagePort, options: ServeOptions): Promise<v
   });
   try {
     const mod = await options.load();
-    handlers = await mod.createHandlers(options.init);
+    handlers = await mod.createHandlers(await init);
     for (const data of controls.splice(0)) handlers.control?.(data);
   } catch (err) {
     send({ t: 'fatal', error: serializeError(err) });

@@ -23,7 +23,7 @@ import { blobId } from '../../crypto/hash.js';
 import { NotFoundError } from '../../errors.js';
 import { compressBlob, decodeBlob, sealParts } from '../blob-codec.js';
 import { Chunker, type ChunkerParams } from '../chunker.js';
-import { BlobType, Compression, readPackHeader, type PackEntry } from '../pack.js';
+import { BlobType, Compression, decodeEntries, openPackHeader, type PackEntry } from '../pack.js';
 import { ByteBudget } from './byte-budget.js';
 import { GarbageMeter, releaseReplacedTable } from './gc.js';
 import type { TaskContext, WorkerHandlers } from './protocol.js';
@@ -446,10 +446,8 @@ function applyMetaPath(path: string, meta: Meta, link: boolean, shown: string, w
 
 export interface CheckPackTask extends PackSource {
   packId: string;
-  /** The index's entries for the pack: id (32 bytes each), offset, length. */
-  ids: Uint8Array;
-  offsets: number[];
-  lengths: number[];
+  /** The index's entries for the pack, as stored (pack.ts's entry format): the pack's header must hold the same. */
+  entries: Uint8Array;
 }
 
 export interface CheckPackResult {
@@ -470,18 +468,14 @@ async function checkPack(keys: { encKey: Buffer; idKey: Buffer }, task: CheckPac
   } catch (err) {
     return { whole: `cannot be read: ${(err as Error).message}`, blobs: [], trees: [], read: 0 };
   }
-  const ids = Buffer.from(task.ids.buffer, task.ids.byteOffset, task.ids.byteLength);
   let entries: PackEntry[];
   try {
-    entries = readPackHeader(keys.encKey, Buffer.from(task.packId, 'hex'), data, `pack ${task.packId.slice(0, 12)}`);
+    const what = `pack ${task.packId.slice(0, 12)}`;
+    const header = openPackHeader(keys.encKey, Buffer.from(task.packId, 'hex'), data, what);
+    entries = decodeEntries(header.entries, header.dataLength, what);
+    if (!header.entries.equals(task.entries)) return { whole: 'its header does not match the index', blobs: [], trees: [], read: data.length };
   } catch (err) {
     return { whole: (err as Error).message, blobs: [], trees: [], read: data.length };
-  }
-  if (
-    entries.length !== task.offsets.length ||
-    entries.some((e, i) => !e.id.equals(ids.subarray(i * 32, i * 32 + 32)) || e.offset !== task.offsets[i] || e.length !== task.lengths[i])
-  ) {
-    return { whole: 'its header does not match the index', blobs: [], trees: [], read: data.length };
   }
   const blobs: { id: string; message: string }[] = [];
   const trees: { id: string; data: Uint8Array }[] = [];

@@ -172,3 +172,56 @@ describe('worker pool launched (tasks and control before the workers are up)', (
     await expect(task).rejects.toThrow('no handlers');
   });
 });
+
+describe('spare workers (started before their init is known)', () => {
+  const counting = (loads: { n: number }): (() => Promise<HandlerModule>) => async () => {
+    loads.n++;
+    return { createHandlers: (init) => ({ run: (_kind: string, task: unknown) => ({ task, init }) }) };
+  };
+
+  it('load their handlers at once, make them with the init given later, and say ready only then', async () => {
+    const loads = { n: 0 };
+    const spare = WorkerPool.spare({ size: 2, load: counting(loads) });
+    await new Promise<void>((resolve) => setTimeout(resolve, 20));
+    expect(loads.n).toBe(2); // booted without their init
+    expect(spare.available).toBe(true);
+    const { pool, ready } = spare.start((i) => `keys-${i}`);
+    expect(spare.available).toBe(false);
+    expect(() => spare.start(() => null)).toThrow(/started or closed already/);
+    expect(await ready).toBe(pool);
+    expect(await pool.run(1, 'any', 'task')).toEqual({ task: 'task', init: 'keys-1' });
+    await pool.close();
+  });
+
+  it('a task run before the init arrives waits for it', async () => {
+    const spare = WorkerPool.spare({ size: 1, load: counting({ n: 0 }) });
+    const { pool } = spare.start(() => 'late');
+    expect(await pool.run(0, 'any', 1)).toEqual({ task: 1, init: 'late' });
+    await pool.close();
+  });
+
+  it('in threads: the init message reaches the worker script', async () => {
+    const script = `
+const { parentPort, workerData } = require('node:worker_threads');
+let init = workerData.deferred ? undefined : workerData.init;
+parentPort.on('message', (m) => {
+  if (m.t === 'init') { init = m.init; parentPort.postMessage({ t: 'ready' }); }
+  else if (m.t === 'task') parentPort.postMessage({ t: 'done', id: m.id, data: { init, deferred: workerData.deferred === true } });
+});`;
+    const { pool, ready } = WorkerPool.spare({ size: 2, script, eval: true }).start((i) => ({ worker: i }));
+    await ready;
+    expect(await pool.run(1, 'any', null)).toEqual({ init: { worker: 1 }, deferred: true });
+    await pool.close();
+  });
+
+  it('close() ends spares never started; a start with an aborted signal fails the pool', async () => {
+    const never = WorkerPool.spare({ size: 1, load: counting({ n: 0 }) });
+    await never.close();
+    expect(never.available).toBe(false);
+    const ac = new AbortController();
+    ac.abort(new Error('job cancelled'));
+    const { pool, ready } = WorkerPool.spare({ size: 1, load: counting({ n: 0 }) }).start(() => null, ac.signal);
+    await expect(ready).rejects.toThrow('job cancelled');
+    await expect(pool.run(0, 'any', null)).rejects.toThrow('job cancelled');
+  });
+});

@@ -91,15 +91,36 @@ export class WorkerPool {
    * by then); `ready` resolves with the pool once every worker is up, or rejects (the pool closed).
    */
   static launch(options: WorkerPoolOptions): LaunchedPool {
-    const size = Math.max(1, Math.floor(options.size));
-    if (!options.script && !options.load) throw new Error('a worker pool needs a script or a handler module');
-    const pool = new WorkerPool(size, !options.script);
     if (options.signal?.aborted) {
+      const pool = new WorkerPool(Math.max(1, Math.floor(options.size)), !options.script);
       pool.#fail(options.signal.reason);
       const ready = Promise.reject(options.signal.reason as unknown);
       ready.catch(() => {});
       return { pool, ready };
     }
+    const launched = WorkerPool.#boot(options, options.init);
+    launched.pool.#watch(options.signal);
+    return launched;
+  }
+
+  /**
+   * Starts `size` workers that load their handler module and then wait for their init: spares, started
+   * before the job that uses them knows what to give them (the keys wait on the passphrase's scrypt, and
+   * a thread takes ~0.2 s to boot). `SpareWorkers.start` gives the init; `close` ends spares never started.
+   */
+  static spare(options: Omit<WorkerPoolOptions, 'init' | 'signal'>): SpareWorkers {
+    const launched = WorkerPool.#boot(options, null);
+    return new SpareWorkers(launched, (init, signal) => {
+      launched.pool.#init(init);
+      launched.pool.#watch(signal);
+    });
+  }
+
+  /** The threads (or in-process endpoints) of a pool, each given `init(i)`, or left waiting for it (null). */
+  static #boot(options: Omit<WorkerPoolOptions, 'init' | 'signal'>, init: WorkerPoolOptions['init'] | null): LaunchedPool {
+    const size = Math.max(1, Math.floor(options.size));
+    if (!options.script && !options.load) throw new Error('a worker pool needs a script or a handler module');
+    const pool = new WorkerPool(size, !options.script);
     const ready: Promise<void>[] = [];
     for (let i = 0; i < size; i++) {
       let onReady!: () => void;
@@ -122,10 +143,9 @@ export class WorkerPool {
         onFail(err);
         pool.#fail(err);
       };
-      pool.#endpoints.push(options.script ? threadEndpoint(options, i, onMessage, onCrash) : inlineEndpoint(options, i, onMessage));
+      const given = init ? { init: init(i) } : { deferred: true as const };
+      pool.#endpoints.push(options.script ? threadEndpoint(options, given, i, onMessage, onCrash) : inlineEndpoint(options, given, onMessage));
     }
-    pool.#signal = options.signal;
-    options.signal?.addEventListener('abort', pool.#onAbort, { once: true });
     const started = Promise.race([Promise.all(ready), pool.#failed]).then(
       () => pool,
       async (err: unknown) => {
@@ -135,6 +155,20 @@ export class WorkerPool {
     );
     started.catch(() => {}); // reported to whoever awaits `ready`
     return { pool, ready: started };
+  }
+
+  /** Gives spare workers their init (once). */
+  #init(init: (index: number) => unknown): void {
+    if (this.#error) return;
+    this.#endpoints.forEach((e, i) => e.post({ t: 'init', init: init(i) }));
+  }
+
+  /** Aborting `signal` from now on fails the pool (at once if it is aborted already). */
+  #watch(signal: AbortSignal | undefined): void {
+    if (!signal) return;
+    if (signal.aborted) return this.#fail(signal.reason);
+    this.#signal = signal;
+    signal.addEventListener('abort', this.#onAbort, { once: true });
   }
 
   /** Tasks sent to worker `i` and not settled yet. */
@@ -219,11 +253,14 @@ export class WorkerPool {
   }
 }
 
-function threadEndpoint(options: WorkerPoolOptions, index: number, onMessage: (msg: FromWorker) => void, onCrash: (err: unknown) => void): Endpoint {
+/** What a worker is started with: its init, or word that the init message follows. */
+type Given = { init: unknown } | { deferred: true };
+
+function threadEndpoint(options: Omit<WorkerPoolOptions, 'init'>, given: Given, index: number, onMessage: (msg: FromWorker) => void, onCrash: (err: unknown) => void): Endpoint {
   // A small young generation: a worker's data lives in buffers outside the JS heap, its JS objects are
   // few and short-lived; V8's default (up to 3 × 16 MiB per thread) only adds to the process's RSS
   // (measured: peak RSS of a 2 GiB backup 361/364 → 323/341 MiB, same throughput).
-  const worker = new Worker(options.script!, { eval: options.eval ?? false, workerData: { init: options.init(index) }, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
+  const worker = new Worker(options.script!, { eval: options.eval ?? false, workerData: given, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
   let ending = false;
   worker.on('message', onMessage);
   worker.on('error', (err) => onCrash(err));
@@ -239,14 +276,52 @@ function threadEndpoint(options: WorkerPoolOptions, index: number, onMessage: (m
   };
 }
 
-function inlineEndpoint(options: WorkerPoolOptions, index: number, onMessage: (msg: FromWorker) => void): Endpoint {
+function inlineEndpoint(options: Omit<WorkerPoolOptions, 'init'>, given: Given, onMessage: (msg: FromWorker) => void): Endpoint {
   const { port1, port2 } = new MessageChannel();
   port1.on('message', onMessage);
-  void serve(port2 as MessagePort, { init: options.init(index), load: options.load! });
+  void serve(port2 as MessagePort, { ...given, load: options.load! });
   return {
     post: (msg, transfer) => port1.postMessage(msg, transfer),
     end: async () => {
       port1.close();
     },
   };
+}
+
+/**
+ * Workers booting without their init (WorkerPool.spare): `start` gives it and hands out the pool, as
+ * `WorkerPool.launch` would have; `close` ends them if they were never started. Either, once.
+ */
+export class SpareWorkers {
+  readonly size: number;
+  readonly inProcess: boolean;
+  #launched: LaunchedPool | null;
+  readonly #give: (init: (index: number) => unknown, signal: AbortSignal | undefined) => void;
+
+  /** Made by WorkerPool.spare. */
+  constructor(launched: LaunchedPool, give: (init: (index: number) => unknown, signal: AbortSignal | undefined) => void) {
+    this.#launched = launched;
+    this.#give = give;
+    this.size = launched.pool.size;
+    this.inProcess = launched.pool.inProcess;
+  }
+
+  /** Whether `start` or `close` may still be called. */
+  get available(): boolean {
+    return this.#launched !== null;
+  }
+
+  start(init: (index: number) => unknown, signal?: AbortSignal): LaunchedPool {
+    const launched = this.#launched;
+    if (!launched) throw new Error('these spare workers were started or closed already');
+    this.#launched = null;
+    this.#give(init, signal);
+    return launched;
+  }
+
+  close(): Promise<void> {
+    const launched = this.#launched;
+    this.#launched = null;
+    return launched ? launched.pool.close() : Promise.resolve();
+  }
 }

@@ -3,5 +3,6 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { serve } from './serve.js';
 
 if (parentPort) {
-  void serve(parentPort, { init: (workerData as { init: unknown }).init, load: () => import('./tasks.js') });
+  const data = workerData as { init: unknown } | { deferred: true };
+  void serve(parentPort, { ...data, load: () => import('./tasks.js') });
 }

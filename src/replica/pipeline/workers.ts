@@ -3,7 +3,7 @@
 import { availableParallelism } from 'node:os';
 import type { ListerInit } from './list-tasks.js';
 import type { WorkerInit } from './tasks.js';
-import { WorkerPool, type LaunchedPool, type WorkerPoolOptions } from './worker-pool.js';
+import { WorkerPool, type LaunchedPool, type SpareWorkers, type WorkerPoolOptions } from './worker-pool.js';
 
 /** Worker threads used when a job does not say: one per core. */
 export function defaultWorkerCount(): number {
@@ -14,8 +14,26 @@ export function defaultWorkerCount(): number {
  * Starts `count` workers (0: one, served in-process; from source, all are in-process) with `init(i)` each. The caller closes the pool
  * (in a `finally`); aborting `signal` ends the workers early.
  */
-export async function startWorkers(count: number, init: (index: number) => WorkerInit, signal?: AbortSignal): Promise<WorkerPool> {
+export async function startWorkers(count: number, init: (index: number) => WorkerInit, signal?: AbortSignal, spare?: SpareWorkers | null): Promise<WorkerPool> {
+  if (spare?.available) {
+    if (fits(spare, count)) return spare.start(init, signal).ready;
+    void spare.close();
+  }
   return launchPool(count, init, signal, WORKER).ready;
+}
+
+/**
+ * Pipeline workers started before their job knows their init (the keys: the CLI starts them while the
+ * passphrase's scrypt runs, so that they have booted when the job needs them). `startWorkers` takes
+ * them over when given them and they are what it would start; they are closed otherwise.
+ */
+export function spareWorkers(count: number): SpareWorkers {
+  return WorkerPool.spare({ size: Math.max(1, count), ...entryOptions(count, WORKER) });
+}
+
+/** Whether `spare` is the pool `startWorkers(count, …)` would start. */
+function fits(spare: SpareWorkers, count: number): boolean {
+  return spare.size === Math.max(1, count) && spare.inProcess === !('script' in entryOptions(count, WORKER));
 }
 
 /** What a pool's threads run: a script when running compiled, else the same handlers served in-process. */
@@ -32,14 +50,13 @@ const LISTER: PoolEntry = { script: './list-worker.js', load: () => import('./li
  * in-process from `entry.load`; not waited for (WorkerPool.launch).
  */
 function launchPool(count: number, init: (index: number) => unknown, signal: AbortSignal | undefined, entry: PoolEntry): LaunchedPool {
+  return WorkerPool.launch({ size: Math.max(1, count), init, ...(signal ? { signal } : {}), ...entryOptions(count, entry) });
+}
+
+/** Threads running the compiled script, or the handlers served in-process. */
+function entryOptions(count: number, entry: PoolEntry): { script: URL } | { load: PoolEntry['load'] } {
   const compiled = import.meta.url.endsWith('.js');
-  const threads = compiled && count > 0;
-  return WorkerPool.launch({
-    size: Math.max(1, count),
-    init,
-    ...(signal ? { signal } : {}),
-    ...(threads ? { script: new URL(entry.script, import.meta.url) } : { load: entry.load }),
-  });
+  return compiled && count > 0 ? { script: new URL(entry.script, import.meta.url) } : { load: entry.load };
 }
 
 /**
@@ -51,8 +68,9 @@ export function startWorkersEarly(
   count: number,
   init: (index: number) => WorkerInit,
   signal?: AbortSignal,
+  spare?: SpareWorkers | null,
 ): EarlyPool {
-  return earlyPool(startWorkers(count, init, signal));
+  return earlyPool(startWorkers(count, init, signal, spare));
 }
 
 export interface EarlyPool {
