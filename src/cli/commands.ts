@@ -17,7 +17,7 @@ import type { ConflictPolicy } from '../replica/restore.js';
 import { formatBytes, formatDuration, formatTime, table } from './format.js';
 import { registerCloudCommands } from './cloud-commands.js';
 import { registerDaemonCommands } from './daemon-commands.js';
-import { EXIT, Invocation, common, defaultIo, type CommandRegistrar, type CommonOptions, type Io } from './invocation.js';
+import { EXIT, Invocation, common, defaultIo, rejectOptionsAsValues, type CommandRegistrar, type CommonOptions, type Io } from './invocation.js';
 
 /** Command modules beyond the core ones; each adds its commands to the program. */
 export const registrars: CommandRegistrar[] = [registerCloudCommands, registerDaemonCommands];
@@ -32,7 +32,8 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
       // commander's own parse errors get strata's one-line form and a stable code.
       writeErr: (s) => inv.io.err(s.trimEnd().replace(/^error: /, 'strata: error STRATA_USAGE: ')),
     })
-    .exitOverride();
+    .exitOverride()
+    .hook('preAction', (_program, command) => rejectOptionsAsValues(command));
 
   common(program.command('init'))
     .description('create the storage pool and its first key slot (passphrase from the config\'s passphraseFile)')

@@ -1,6 +1,7 @@
 // One invocation of `strata`: its output channel, its lazily opened context, and the options every
 // command shares. Command modules (commands.ts, and the ones it registers) build on it.
 import type { Command } from 'commander';
+import { StrataError } from '../errors.js';
 import { AgentContext } from '../agent/context.js';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import type { StrataConfig } from '../config/types.js';
@@ -55,6 +56,24 @@ export function common(cmd: Command): Command {
     .option('--no-progress', 'do not show progress');
 }
 
+/**
+ * An option that takes a value takes the argument after it even when that is another option:
+ * `--exclude --config FILE` reads `--config` (and FILE) as patterns and loses the config, and
+ * `--target --json` restores into a directory named "--json". Throws a usage error naming the option
+ * that was taken as a value (a value that really starts like an option can be written `./--json`).
+ */
+export function rejectOptionsAsValues(cmd: Command): void {
+  const names = new Set(cmd.options.flatMap((o) => [o.long, o.short]).filter((n): n is string => !!n));
+  for (const option of cmd.options) {
+    const value: unknown = cmd.getOptionValue(option.attributeName());
+    const values = Array.isArray(value) ? value : [value];
+    const taken = values.find((v): v is string => typeof v === 'string' && names.has(v.split('=')[0]!));
+    if (taken !== undefined) {
+      const flag = option.long ?? option.short ?? option.flags;
+      throw new StrataError('STRATA_USAGE', `${flag} is missing its value: it took the option ${taken.split('=')[0]} as one (give the value right after ${flag})`, { kind: 'usage' });
+    }
+  }
+}
 
 /** A module that adds commands to the program. `setExit` sets the exit code without throwing. */
 export type CommandRegistrar = (program: Command, inv: Invocation, setExit: (code: number) => void) => void;

@@ -268,6 +268,16 @@ describe('bad input: one clear line, a stable code, and the pool unchanged', () 
     const bad = await sb.strata(['backup', 'no-such-group']);
     expect(bad.code).toBe(2);
     oneErrorLine(bad.stderr, 'STRATA_GROUP_UNKNOWN');
+    // An option left without its value takes the next option as it: named, nothing run (the helper appends --config FILE).
+    const swallowed = await sb.strata(['backup', '--path', sb.dir, '--exclude']);
+    expect(swallowed.code).toBe(2);
+    oneErrorLine(swallowed.stderr, 'STRATA_USAGE');
+    expect(swallowed.stderr).toMatch(/--exclude is missing its value: it took the option --config as one/);
+    const target = await sb.strata(['restore', 'latest', '--target', '--json']);
+    expect(target.code).toBe(2);
+    oneErrorLine(target.stderr, 'STRATA_USAGE');
+    expect(target.stderr).toMatch(/--target is missing its value: it took the option --json/);
+    await expect(lstat(path.join(sb.dir, '--json'))).rejects.toThrow();
     const help = await sb.strata(['restore', '--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/--on-conflict/);

@@ -2,7 +2,9 @@
 // for a while. No job reports success with data missing, and nothing already protected is lost.
 // The small file systems are tmpfs mounts (needs root; skipped otherwise).
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmdirSync } from 'node:fs';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAzurite, type Azurite } from '../helpers/azurite.js';
@@ -13,14 +15,15 @@ import { bytes, digestTree, writeTree } from '../helpers/fs-tree.js';
 const mounts: string[] = [];
 function canMount(): boolean {
   if (process.getuid?.() !== 0) return false;
+  const probe = mkdtempSync(path.join(tmpdir(), 'strata-mount-probe-'));
   try {
-    const probe = `/tmp/strata-mount-probe-${process.pid}`;
-    execFileSync('mkdir', ['-p', probe]);
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe]);
     execFileSync('umount', [probe]);
     return true;
   } catch {
     return false;
+  } finally {
+    rmdirSync(probe);
   }
 }
 const MOUNT_OK = canMount();
