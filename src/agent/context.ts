@@ -15,6 +15,7 @@ import { Pool } from '../replica/pool.js';
 import { DirStore } from '../store/dir-store.js';
 import { backupSources, listableEarly, sourceExclude, type BackupRequest } from './backup-sources.js';
 import { createLogger } from './log.js';
+import { readAhead } from './readahead.js';
 
 export interface ContextOptions {
   clock?: Clock;
@@ -22,6 +23,9 @@ export interface ContextOptions {
   warn?: (message: string) => void;
   logName?: string;
 }
+
+/** A catalog larger than this is read ahead only this far (a cache hint, not worth more I/O). */
+const CATALOG_READ_AHEAD_BYTES = 256 * 1024 * 1024;
 
 export class AgentContext {
   readonly config: StrataConfig;
@@ -35,6 +39,7 @@ export class AgentContext {
   #poolStore: DirStore | null = null;
   #earlyWalk: TreeWalk | null = null;
   #spareWorkers: SpareWorkers | null = null;
+  #catalogReadAhead: AbortController | null = null;
 
   constructor(config: StrataConfig, options: ContextOptions = {}) {
     this.config = config;
@@ -122,6 +127,19 @@ export class AgentContext {
   }
 
   /**
+   * Starts reading the catalog file through in the background (up to CATALOG_READ_AHEAD_BYTES), so that
+   * a backup's walk finds its pages in the page cache: on a cold cache, its per-directory queries of the
+   * file-metadata cache otherwise wait on scattered reads, on the main thread (measured: an incremental
+   * backup of the 2 GiB bench corpus, 4 alternating pairs, medians 3.05 → 2.88 s with the catalog read
+   * ahead of the process).
+   */
+  prefetchCatalog(): void {
+    if (this.#catalogReadAhead) return;
+    this.#catalogReadAhead = new AbortController();
+    void readAhead(this.catalogFile, CATALOG_READ_AHEAD_BYTES, this.#catalogReadAhead.signal);
+  }
+
+  /**
    * Starts the pipeline's worker threads now, without their keys, so that they boot (~0.2 s: a thread
    * and its modules each) while the passphrase's scrypt runs: for a job that will use them at once (a
    * check that reads the data, a restore). The job takes them (takeSpareWorkers); `close` ends them if
@@ -147,6 +165,7 @@ export class AgentContext {
     this.#earlyWalk = null;
     void walk?.close();
     void this.takeSpareWorkers()?.close();
+    this.#catalogReadAhead?.abort();
     this.#catalog?.close();
     this.#catalog = null;
     this.log.flush?.();

@@ -65,7 +65,10 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
       let result;
       try {
         result = await (await daemonClient()).tryDaemon<Awaited<ReturnType<typeof Jobs.runBackup>>>(inv, opts, { backup: { group, path: opts.path, exclude: opts.exclude, to: opts.to as 'disk' } }, (p) => progress.update(p));
-        if (!result) ctx.prefetchPool();
+        if (!result) {
+          ctx.prefetchPool();
+          ctx.prefetchCatalog();
+        }
         result ??= await (await jobs()).runBackup(ctx, {
           ...(group !== undefined ? { group } : {}),
           ...(opts.path !== undefined ? { path: opts.path } : {}),
