@@ -60,6 +60,7 @@ export async function checkPool(pool: Pool, options: CheckOptions = {}): Promise
   const workers = options.readData
     ? startWorkersEarly(options.workers ?? defaultWorkerCount(), () => ({ encKey: pool.keys.encKey, idKey: pool.keys.idKey }), options.signal, options.spareWorkers)
     : null;
+  if (!workers) void options.spareWorkers?.close(); // not needed without readData
   try {
     return await checkWith(pool, options, workers?.ready ?? null);
   } finally {
