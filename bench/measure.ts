@@ -12,6 +12,7 @@
 // same interval (/proc/stat). The difference is what *other* processes used meanwhile: on a shared
 // 2-core machine that is the noise in the figure, and the report shows it.
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -56,6 +57,23 @@ export async function machineBusy(): Promise<number | null> {
   } catch {
     return null;
   }
+}
+
+/** Bytes the speed probe hashes: ~0.1–0.2 s of one core on the build machine. */
+const PROBE_BYTES = 256 * 1024 * 1024;
+const PROBE_BUFFER = Buffer.alloc(1024 * 1024, 0x5a);
+
+/**
+ * How fast one core of this machine is right now, in MB/s of SHA-256 over a buffer that stays in the
+ * cache: the same fixed work before every measured phase. A virtual machine's cores slow down when its
+ * host is busy, and that shows in no process list (the background column cannot see it); a probe that
+ * moves between phases says which figures were taken on a slower machine.
+ */
+export function cpuProbe(): number {
+  const t0 = process.hrtime.bigint();
+  for (let done = 0; done < PROBE_BYTES; done += PROBE_BUFFER.length) createHash('sha256').update(PROBE_BUFFER).digest();
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  return PROBE_BYTES / 1e6 / seconds;
 }
 
 /** Background CPU use during a measurement, in cores: machine busy time not spent by the tool, per second. */

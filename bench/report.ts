@@ -30,7 +30,28 @@ export interface RunMetrics {
   cpu?: Record<string, number | null>;
   /** Cores' worth of CPU that other processes used during each measured phase (noise). */
   background?: Record<string, number | null>;
+  /** The machine's speed probe (measure.ts cpuProbe, MB/s) just before each measured phase. */
+  probe?: Record<string, number>;
 }
+
+/** The lowest and highest speed probe over a run's phases, or null. */
+export function probeRange(r: RunMetrics): { min: number; max: number } | null {
+  const v = Object.values(r.probe ?? {});
+  return v.length ? { min: Math.min(...v), max: Math.max(...v) } : null;
+}
+
+/** Spread of the speed probe over all runs: (max - min) / median. Above PROBE_WARN, the machine's speed moved. */
+export function probeSpread(runs: readonly RunMetrics[]): { min: number; median: number; max: number; spread: number } | null {
+  const v = runs.flatMap((r) => Object.values(r.probe ?? {}));
+  const med = median(v);
+  if (med === null || med <= 0) return null;
+  const min = Math.min(...v);
+  const max = Math.max(...v);
+  return { min, median: med, max, spread: (max - min) / med };
+}
+
+/** A speed probe that moves more than this (fraction of its median) over an invocation is reported. */
+export const PROBE_WARN = 0.15;
 
 /** The largest background CPU use (cores) over a run's phases, or null. */
 export function maxBackground(r: RunMetrics): number | null {
@@ -270,6 +291,14 @@ export function renderMarkdown(meta: ReportMeta, table: Table, targets: readonly
     out.push('');
     out.push(`**Warning:** other processes used more than ${BACKGROUND_WARN} of a core during ${noisy.length} of ${runs.length} tool-runs (see the per-run figures): those figures are disturbed; rerun on a quiet machine.`);
   }
+  const probe = probeSpread(runs);
+  if (probe) {
+    out.push('');
+    out.push(`Machine speed (a fixed SHA-256 probe on one core before every measured phase): ${probe.min.toFixed(0)}–${probe.max.toFixed(0)} MB/s, median ${probe.median.toFixed(0)}, a spread of ${(100 * probe.spread).toFixed(0)}%.`);
+    if (probe.spread > PROBE_WARN) {
+      out.push(`**Warning:** the machine's speed moved by more than ${(100 * PROBE_WARN).toFixed(0)}% during this invocation (a virtual machine whose host got busy shows no background load): compare the per-run figures with their probe.`);
+    }
+  }
   const failures = runs.filter((r) => r.error || r.restoreVerified === false);
   if (failures.length > 0) {
     out.push('');
@@ -282,13 +311,17 @@ export function renderMarkdown(meta: ReportMeta, table: Table, targets: readonly
   out.push('');
   out.push('<details><summary>Per-run figures</summary>');
   out.push('');
-  out.push('| tool | run | initial s | unchanged s | incremental s | restore s | check s | stored bytes | peak RSS MiB (backup / any) | tool CPU s, initial backup | background CPU, cores (max over phases) |');
-  out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  out.push('| tool | run | initial s | unchanged s | incremental s | restore s | check s | stored bytes | peak RSS MiB (backup / any) | tool CPU s, initial backup | background CPU, cores (max over phases) | speed probe MB/s (min–max over phases) |');
+  out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of runs) {
     const f = (v: number | undefined): string => (v == null ? 'n/a' : v.toFixed(2));
-    out.push(`| ${r.tool} | ${r.run} | ${f(r.initialSeconds)} | ${f(r.unchangedSeconds)} | ${f(r.incrementalSeconds)} | ${f(r.restoreSeconds)}${r.restoreVerified === false ? ' (verify failed)' : ''} | ${f(r.checkSeconds)} | ${r.storedBytes?.toLocaleString('en-US') ?? 'n/a'} | ${r.rssBackupMiB?.toFixed(0) ?? 'n/a'} / ${r.rssMaxMiB?.toFixed(0) ?? 'n/a'} | ${r.cpu?.['initial backup']?.toFixed(1) ?? 'n/a'} | ${maxBackground(r)?.toFixed(2) ?? 'n/a'} |`);
+    out.push(`| ${r.tool} | ${r.run} | ${f(r.initialSeconds)} | ${f(r.unchangedSeconds)} | ${f(r.incrementalSeconds)} | ${f(r.restoreSeconds)}${r.restoreVerified === false ? ' (verify failed)' : ''} | ${f(r.checkSeconds)} | ${r.storedBytes?.toLocaleString('en-US') ?? 'n/a'} | ${r.rssBackupMiB?.toFixed(0) ?? 'n/a'} / ${r.rssMaxMiB?.toFixed(0) ?? 'n/a'} | ${r.cpu?.['initial backup']?.toFixed(1) ?? 'n/a'} | ${maxBackground(r)?.toFixed(2) ?? 'n/a'} | ${fmtProbe(probeRange(r))} |`);
   }
   out.push('');
   out.push('</details>');
   return out.join('\n') + '\n';
+}
+
+function fmtProbe(p: { min: number; max: number } | null): string {
+  return p ? `${p.min.toFixed(0)}–${p.max.toFixed(0)}` : 'n/a';
 }

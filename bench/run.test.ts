@@ -3,8 +3,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launcher, locateRestored, parseJsonOutput, parseShebang } from './drivers.js';
-import { backgroundCores, measure } from './measure.js';
-import { buildTable, evaluateTargets, maxBackground, median, medians, ratio, renderMarkdownTable, renderText, type RunMetrics } from './report.js';
+import { backgroundCores, cpuProbe, measure } from './measure.js';
+import {
+  buildTable,
+  evaluateTargets,
+  maxBackground,
+  median,
+  medians,
+  probeRange,
+  probeSpread,
+  ratio,
+  renderMarkdown,
+  renderMarkdownTable,
+  renderText,
+  type ReportMeta,
+  type RunMetrics,
+} from './report.js';
 import { findRepoRoot, parseOptions } from './run.js';
 
 function run(tool: RunMetrics['tool'], n: number, over: Partial<RunMetrics>): RunMetrics {
@@ -78,6 +92,40 @@ describe('background load', () => {
     expect(backgroundCores({ ...m, cpuSeconds: null })).toBeNull();
     expect(maxBackground(run('borg', 1, { background: { a: 0.1, b: 0.4, c: null } }))).toBe(0.4);
     expect(maxBackground(run('borg', 1, {}))).toBeNull();
+  });
+});
+
+describe('machine speed probe', () => {
+  it('measures a positive rate, and the report gives each run its range and the invocation its spread', () => {
+    const rate = cpuProbe();
+    expect(Number.isFinite(rate) && rate > 0).toBe(true);
+    const steady = [run('strata', 1, { probe: { a: 1000, b: 1040 } }), run('restic', 1, { probe: { a: 1010, b: 990 } })];
+    expect(probeRange(steady[0]!)).toEqual({ min: 1000, max: 1040 });
+    expect(probeRange(run('borg', 1, {}))).toBeNull();
+    const s = probeSpread(steady)!;
+    expect([s.min, s.max, s.median]).toEqual([990, 1040, 1005]);
+    expect(s.spread).toBeCloseTo(50 / 1005);
+    expect(probeSpread([run('borg', 1, {})])).toBeNull();
+
+    const meta: ReportMeta = {
+      date: '2026-12-07',
+      machine: { cpu: 'test cpu', cores: 2, memoryBytes: 2 ** 30, kernel: '6', filesystem: null },
+      versions: { node: 'v20' },
+      corpus: { sizeRequested: 1024, seed: 1, files: 1, dirs: 1, bytes: 1024, byClass: {}, duplicates: { files: 0, bytes: 0, exact: 0, edited: 0 } },
+      mutate: null,
+      runs: 1,
+      cacheDrop: true,
+      cacheDropNote: '',
+      settings: [],
+      unavailable: [],
+    };
+    const report = (runs: RunMetrics[]) => renderMarkdown(meta, buildTable(medians(runs, ['strata', 'restic']), ['strata', 'restic'], runs), [], runs);
+    const quiet = report(steady);
+    expect(quiet).toContain('990–1040 MB/s, median 1005, a spread of 5%');
+    expect(quiet).not.toContain("the machine's speed moved");
+    expect(quiet).toMatch(/\| strata \| 1 \|.*\| 1000–1040 \|/);
+    const slowed = report([...steady, run('strata', 2, { probe: { a: 700 } })]);
+    expect(slowed).toContain("**Warning:** the machine's speed moved by more than 15%");
   });
 });
 

@@ -19,8 +19,8 @@ import { parseArgs } from 'node:util';
 import { runCloudBench } from './cloud.js';
 import { CORPUS_VERSION, formatBytes, generateCorpus, mutate, parseSize, type CorpusStats, type MutateStats } from './corpus.js';
 import { BorgDriver, locateRestored, ResticDriver, StrataDriver, TOOL_NAMES, type Driver, type Session, type ToolInfo, type ToolName, stopBenchVault } from './drivers.js';
-import { backgroundCores, dropCaches, duBytes, haveGnuTime, runQuiet, type Measured } from './measure.js';
-import { BACKGROUND_WARN, buildTable, evaluateTargets, maxBackground, medians, renderMarkdown, renderTargets, renderText, type ReportMeta, type RunMetrics } from './report.js';
+import { backgroundCores, cpuProbe, dropCaches, duBytes, haveGnuTime, runQuiet, type Measured } from './measure.js';
+import { BACKGROUND_WARN, PROBE_WARN, buildTable, evaluateTargets, maxBackground, medians, probeSpread, renderMarkdown, renderTargets, renderText, type ReportMeta, type RunMetrics } from './report.js';
 import { hashTree, walkTree, type TreeHash } from './treehash.js';
 
 export interface BenchOptions {
@@ -178,6 +178,7 @@ async function freshCopy(src: string, dst: string): Promise<void> {
 
 async function phase(sh: Shared, m: RunMetrics, name: string, fn: () => Promise<Measured>): Promise<Measured> {
   if (sh.cacheDrop) await dropCaches();
+  (m.probe ??= {})[name] = cpuProbe();
   const r = await fn();
   const rss = toMiB(r.peakRssKiB);
   m.rss[name] = rss;
@@ -207,7 +208,7 @@ async function oneRun(sh: Shared, driver: Driver, run: number): Promise<RunMetri
     m.rssBackupMiB = toMiB(b1.peakRssKiB) ?? undefined;
     m.initialCpuSeconds = b1.cpuSeconds ?? undefined;
     m.storedBytes = await duBytes(s.repoDir);
-    log(`${tag}: initial backup ${b1.seconds.toFixed(2)} s (${m.initialMBps.toFixed(0)} MB/s, RSS ${m.rssBackupMiB?.toFixed(0) ?? '?'} MiB, CPU ${b1.cpuSeconds?.toFixed(1) ?? '?'} s, background ${backgroundCores(b1)?.toFixed(2) ?? '?'} cores), stored ${formatBytes(m.storedBytes)}`);
+    log(`${tag}: initial backup ${b1.seconds.toFixed(2)} s (${m.initialMBps.toFixed(0)} MB/s, RSS ${m.rssBackupMiB?.toFixed(0) ?? '?'} MiB, CPU ${b1.cpuSeconds?.toFixed(1) ?? '?'} s, background ${backgroundCores(b1)?.toFixed(2) ?? '?'} cores, speed probe ${m.probe?.['initial backup']?.toFixed(0) ?? '?'} MB/s), stored ${formatBytes(m.storedBytes)}`);
 
     const b2 = await phase(sh, m, 'unchanged re-backup', () => s.backup(work));
     m.unchangedSeconds = b2.seconds;
@@ -383,6 +384,10 @@ export async function main(argv: string[]): Promise<number> {
     console.log('');
     console.log('ratios are strata ÷ peer (MB/s: higher is better; s, bytes, MiB: lower is better)');
     console.log(renderTargets(res.targets).join('\n'));
+    const probe = probeSpread(res.runs);
+    if (probe && probe.spread > PROBE_WARN) {
+      console.log(`warning: the machine's speed probe moved ${(100 * probe.spread).toFixed(0)}% (${probe.min.toFixed(0)}–${probe.max.toFixed(0)} MB/s) during this invocation: compare the per-run figures with their probe`);
+    }
     for (const r of res.runs) {
       const bg = maxBackground(r);
       if (bg != null && bg > BACKGROUND_WARN) console.log(`warning: ${r.tool} run ${r.run}: other processes used up to ${bg.toFixed(2)} cores during a measured phase: its figures are disturbed`);

@@ -34,7 +34,9 @@ async function smallFs(dir: string, size: string): Promise<void> {
   mounts.push(dir);
 }
 
+/** Unmounts a file system smallFs mounted (a no-op for one already unmounted: no "not mounted" noise in the log). */
 async function unmount(dir: string): Promise<void> {
+  if (!mounts.includes(dir)) return;
   execFileSync('umount', [dir]);
   mounts.splice(mounts.indexOf(dir), 1);
 }
