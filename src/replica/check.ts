@@ -11,7 +11,7 @@ import { DirStore } from '../store/dir-store.js';
 import { listAll } from '../store/object-store.js';
 import { BlobReader } from './blob-reader.js';
 import type { RawIndexedPack } from './index-segment.js';
-import { decodeEntries, entriesEnd } from './pack.js';
+import { validatedEntries } from './pack.js';
 import { mapLimit } from './pipeline/limit.js';
 import { transferable } from './pipeline/protocol.js';
 import type { CheckPackResult, CheckPackTask } from './pipeline/tasks.js';
@@ -115,7 +115,7 @@ async function checkWith(pool: Pool, options: CheckOptions, workersStarted: Prom
   const blobs = new Map<string, BlobLocation>();
   const indexBlobs = (): void => {
     for (const [packId, p] of packs) {
-      for (const e of decodeEntries(p.entries, entriesEnd(p.entries), `pack ${packId.slice(0, 12)}`)) {
+      for (const e of validatedEntries(p.entries)) {
         blobs.set(e.id.toString('hex'), { id: e.id, type: e.type, packId, offset: e.offset, length: e.length, rawLength: e.rawLength, compression: e.compression });
       }
     }

@@ -3,7 +3,7 @@
 //   plain = "STI1" | supersedes u32 | segment id[32]* | packs u32 | pack*
 //   pack  = pack id[32] | size f64 | entries u32 | entry* (pack.ts entry format)
 import { IntegrityError } from '../errors.js';
-import { ENTRY_BYTES, decodeEntries, encodeEntries, entriesEnd, validateEntries, type PackEntry } from './pack.js';
+import { ENTRY_BYTES, encodeEntries, entriesEnd, validatedEntries, validateEntries, type PackEntry } from './pack.js';
 
 export interface IndexedPack {
   id: Buffer;
@@ -21,9 +21,8 @@ export interface IndexSegment {
 export interface RawIndexedPack {
   id: Buffer;
   size: number;
-  /** The pack's entries in pack.ts's entry format (a view of the segment). */
+  /** The pack's entries in pack.ts's entry format, validated (a view of the segment). */
   entries: Buffer;
-  count: number;
 }
 
 export interface RawIndexSegment {
@@ -55,7 +54,7 @@ export function decodeIndexSegment(buf: Buffer, what: string): IndexSegment {
   const raw = decodeIndexSegmentRaw(buf, what);
   return {
     supersedes: raw.supersedes,
-    packs: raw.packs.map((p) => ({ id: p.id, size: p.size, entries: decodeEntries(p.entries, entriesEnd(p.entries), packWhat(what, p.id)) })),
+    packs: raw.packs.map((p) => ({ id: p.id, size: p.size, entries: validatedEntries(p.entries) })),
   };
 }
 
@@ -88,13 +87,9 @@ export function decodeIndexSegmentRaw(buf: Buffer, what: string): RawIndexSegmen
     need(n * ENTRY_BYTES);
     const entries = buf.subarray(o, o + n * ENTRY_BYTES);
     o += n * ENTRY_BYTES;
-    validateEntries(entries, entriesEnd(entries), packWhat(what, id));
-    packs.push({ id, size, entries, count: n });
+    validateEntries(entries, entriesEnd(entries), `${what} pack ${id.toString('hex').slice(0, 12)}`);
+    packs.push({ id, size, entries });
   }
   if (o !== buf.length) fail('trailing bytes');
   return { supersedes, packs };
-}
-
-function packWhat(what: string, packId: Buffer): string {
-  return `${what} pack ${packId.toString('hex').slice(0, 12)}`;
 }

@@ -86,7 +86,13 @@ export function entriesEnd(buf: Buffer): number {
 
 /** Parses header entries; throws IntegrityError on anything inconsistent with a pack of `dataLength` bytes of blobs. */
 export function decodeEntries(buf: Buffer, dataLength: number, what: string): PackEntry[] {
-  const entries = new Array<PackEntry>(validateEntries(buf, dataLength, what));
+  validateEntries(buf, dataLength, what);
+  return validatedEntries(buf);
+}
+
+/** Decodes entries `validateEntries` has already accepted (no check of its own). */
+export function validatedEntries(buf: Buffer): PackEntry[] {
+  const entries = new Array<PackEntry>(buf.length / ENTRY_BYTES);
   for (let o = 0, i = 0; o < buf.length; o += ENTRY_BYTES, i++) {
     entries[i] = {
       type: buf[o]! as BlobType,

@@ -185,8 +185,13 @@ export class Pool {
   }
 
   decodeIndex(id: string, sealed: Buffer): IndexSegment {
+    return decodeIndexSegment(...this.#openIndex(id, sealed));
+  }
+
+  /** An index segment's plaintext, and its name for messages. */
+  #openIndex(id: string, sealed: Buffer): [Buffer, string] {
     const what = `index segment ${id.slice(0, 12)}`;
-    return decodeIndexSegment(open(this.keys.encKey, sealed, aad(INDEX_AAD, id), what), what);
+    return [open(this.keys.encKey, sealed, aad(INDEX_AAD, id), what), what];
   }
 
   async readIndex(id: string): Promise<IndexSegment> {
@@ -195,8 +200,7 @@ export class Pool {
 
   /** An index segment with its packs' entries validated but not decoded (decodeIndexSegmentRaw). */
   async readIndexRaw(id: string): Promise<RawIndexSegment> {
-    const what = `index segment ${id.slice(0, 12)}`;
-    return decodeIndexSegmentRaw(open(this.keys.encKey, await this.store.get(`${INDEX_PREFIX}${id}`), aad(INDEX_AAD, id), what), what);
+    return decodeIndexSegmentRaw(...this.#openIndex(id, await this.store.get(`${INDEX_PREFIX}${id}`)));
   }
 
   async listIndexIds(): Promise<string[]> {
