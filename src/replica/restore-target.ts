@@ -25,6 +25,26 @@ const openFd = promisify(openCb) as (path: string, flags: number, mode?: number)
 const closeFd = promisify(closeCb);
 
 const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+
+/**
+ * Creates a restore target directory (and its parents) if missing; a file in the way, or a place this
+ * user cannot write, is a usage error that says so.
+ */
+export async function createTarget(target: string): Promise<void> {
+  try {
+    await fs.mkdir(target, { recursive: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' || code === 'ENOTDIR') {
+      throw new StrataError('STRATA_TARGET_NOT_DIR', `the restore target ${target} is not a directory (a file is in the way); give --target a directory, new or existing`, { kind: 'usage', cause: err });
+    }
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+      throw new StrataError('STRATA_TARGET_DENIED', `cannot create the restore target ${target} (${code}); give --target a directory this user can write`, { kind: 'usage', cause: err });
+    }
+    throw err;
+  }
+}
+
 /** Unpinned directory descriptors kept open (the rest are closed, least recently used first). */
 const DEFAULT_MAX_OPEN = 256;
 
@@ -73,7 +93,7 @@ export class RestoreTarget {
    * user named it). Everything below is reached through its descriptor.
    */
   static async open(target: string, options: { maxOpen?: number } = {}): Promise<RestoreTarget> {
-    await fs.mkdir(target, { recursive: true });
+    await createTarget(target);
     const root = await fs.realpath(target);
     const fd = await openFd(root, constants.O_RDONLY | constants.O_DIRECTORY);
     try {

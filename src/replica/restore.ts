@@ -21,7 +21,7 @@ import type { BlobUse, FileOp, Meta, RestorePackTask, RestoreResultPart } from '
 import type { SpareWorkers, WorkerPool } from './pipeline/worker-pool.js';
 import { defaultWorkerCount, startWorkersEarly } from './pipeline/workers.js';
 import { packKey } from './pool.js';
-import { RestoreTarget } from './restore-target.js';
+import { createTarget, RestoreTarget } from './restore-target.js';
 import { isSafeName, type TreeNode } from './tree.js';
 
 export type ConflictPolicy = 'error' | 'copy' | 'skip' | 'overwrite';
@@ -130,7 +130,7 @@ async function restoreTreeInto(
   }
 
   // 2. The target: create it if needed, and work under its real path.
-  await fs.mkdir(options.target, { recursive: true });
+  await createTarget(options.target);
   const target = await fs.realpath(options.target);
   // An empty target has nothing to conflict with: no need to look at every path.
   const targetEmpty = (await fs.readdir(target)).length === 0;
