@@ -122,6 +122,26 @@ describe('blob lookups', () => {
     expect(c.blobIndex().size).toBe(n);
     c.close();
   });
+
+  it('an index read ahead is used while no blob was recorded or forgotten since, and ignored after', () => {
+    const c = Catalog.open(path.join(dir, 'catalog.db'));
+    const id = createHash('sha256').update('moved').digest();
+    const segment = (name: string, pack: number, offset: number) =>
+      c.addIndexSegment(name, [{ id: Buffer.alloc(32, pack).toString('hex'), size: 1 << 20, entries: [{ type: 1, id, offset, length: 10, rawLength: 10, compression: 0 }] }]);
+    segment('a', 1, 100);
+    const ahead = c.blobIndexSnapshot();
+    expect(c.blobLookup({ preloaded: ahead })(id)).toMatchObject({ packId: Buffer.alloc(32, 1).toString('hex'), offset: 100 });
+    // Repacked meanwhile (prune writes a segment that moves the blob): the stale index is not used.
+    segment('b', 2, 200);
+    const stale = c.blobLookup({ preloaded: ahead, bulkAfter: Number.MAX_SAFE_INTEGER });
+    expect(stale(id)).toMatchObject({ packId: Buffer.alloc(32, 2).toString('hex'), offset: 200 });
+    // Forgotten meanwhile: not found, though the index read ahead still holds it.
+    const before = c.blobIndexSnapshot();
+    expect(before.index.get(id)).toBeDefined();
+    c.db.prepare('DELETE FROM blobs WHERE id = ?').run(id);
+    expect(c.blobLookup({ preloaded: before })(id)).toBeUndefined();
+    c.close();
+  });
 });
 
 describe('the dedup set snapshot', () => {

@@ -318,7 +318,7 @@ export class Catalog {
    * one by one), and later lookups never touch SQLite. The index read is a snapshot: blobs recorded
    * after it are found by the fallback query.
    */
-  blobLookup(options: { bulkAfter?: number } = {}): (id: Buffer) => BlobLocation | undefined {
+  blobLookup(options: { bulkAfter?: number; preloaded?: BlobIndexSnapshot | null } = {}): (id: Buffer) => BlobLocation | undefined {
     const stmt = this.db.prepare('SELECT * FROM blobs WHERE id = ?');
     const one = (id: Buffer): BlobLocation | undefined => {
       const r = stmt.get(id) as Row | undefined;
@@ -326,7 +326,9 @@ export class Catalog {
     };
     const bulkAfter = options.bulkAfter ?? 256;
     let calls = 0;
-    let index: BlobIndex | null = null;
+    // A preloaded index is used only if no blob was recorded or forgotten since (blobIndexSnapshot).
+    const preloaded = options.preloaded;
+    let index: BlobIndex | null = preloaded && preloaded.generation === this.blobGeneration() ? preloaded.index : null;
     return (id) => {
       if (!index) {
         if (++calls <= bulkAfter) return one(id);
@@ -334,6 +336,16 @@ export class Catalog {
       }
       return index.get(id) ?? one(id);
     };
+  }
+
+  /**
+   * `blobIndex()` with the generation of the blob index it is exact for (read first, so any later change
+   * moves it on): read ahead of time, e.g. while a passphrase's key is derived, and handed to
+   * `blobLookup`, which uses it only if the generation is still the same.
+   */
+  blobIndexSnapshot(): BlobIndexSnapshot {
+    const generation = this.blobGeneration();
+    return { index: this.blobIndex(), generation };
   }
 
   /** Every blob's location, read at once (see blobLookup). */
@@ -772,6 +784,12 @@ export class FileCacheUpdate {
     if (this.#created && this.#db.open) this.#db.exec(`DROP TABLE IF EXISTS temp.${this.#table}`);
     this.#created = false;
   }
+}
+
+/** A blob index read ahead of its use, with the generation it is exact for (Catalog.blobIndexSnapshot). */
+export interface BlobIndexSnapshot {
+  index: BlobIndex;
+  generation: string;
 }
 
 /** Blob locations in memory, compact: a Map from hex id to a slot in typed arrays. */

@@ -62,7 +62,8 @@ interface DirEntry {
   used: number;
 }
 
-function unsafe(shown: string, why: string, cause?: unknown): StrataError {
+/** The error of a restore that would have gone through something other than the directory it made. */
+export function unsafe(shown: string, why: string, cause?: unknown): StrataError {
   return new StrataError('STRATA_RESTORE_UNSAFE', `${shown} ${why}; refusing to restore through it (nothing is written outside the target)`, {
     kind: 'failed',
     ...(cause ? { cause } : {}),
@@ -259,31 +260,6 @@ export class RestoreTarget {
     await fs.unlink(p);
   }
 
-  /** Sets a directory's metadata through a descriptor opened O_NOFOLLOW; returns a warning or null. */
-  async dirMeta(rel: string, meta: TargetMeta): Promise<string | null> {
-    let fh: fs.FileHandle;
-    try {
-      // The descriptor held since the directory was created, if still cached (the directory we made,
-      // wherever it was moved since); else opened by name without following a symlink there.
-      const held = this.#dirs.get(rel);
-      fh = await (held ? fs.open(`/proc/self/fd/${held.fd}`, DIR_FLAGS & ~constants.O_NOFOLLOW) : this.inParent(rel, (pfd, name) => fs.open(RestoreTarget.at(pfd, name), DIR_FLAGS)));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ELOOP' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') throw unsafe(this.shown(rel), 'is no longer a directory (replaced by a symlink?)', err);
-      throw err;
-    }
-    try {
-      const t = mtimeSeconds(meta.mtimeNs);
-      if (meta.chown) await fh.chown(meta.uid, meta.gid);
-      await fh.chmod(meta.mode);
-      await fh.utimes(t, t);
-      return null;
-    } catch (err) {
-      return `${this.shown(rel)}: could not restore metadata: ${(err as Error).message}`;
-    } finally {
-      await fh.close();
-    }
-  }
-
   /** Sets a symlink's owner and times (lchown, lutimes: never its target's). */
   async symlinkMeta(rel: string, meta: TargetMeta): Promise<string | null> {
     return this.inParent(rel, async (pfd, name) => {
@@ -354,12 +330,18 @@ export class RestoreTarget {
     return e;
   }
 
+  /**
+   * Past `maxOpen` unpinned descriptors, closes the least recently used down to three quarters of it
+   * (in one go: sorting them for every directory opened took ~0.2 s of a 2.8k-directory restore).
+   */
   #evict(): void {
+    if (this.#dirs.size <= this.#maxOpen) return;
     let unpinned = 0;
     for (const e of this.#dirs.values()) if (e.pins === 0) unpinned++;
     if (unpinned <= this.#maxOpen) return;
+    const keep = Math.floor((this.#maxOpen * 3) / 4);
     const victims = [...this.#dirs.entries()].filter(([, e]) => e.pins === 0).sort((a, b) => a[1].used - b[1].used);
-    for (const [rel, e] of victims.slice(0, unpinned - this.#maxOpen)) {
+    for (const [rel, e] of victims.slice(0, unpinned - keep)) {
       this.#dirs.delete(rel);
       closeCb(e.fd, () => {});
     }

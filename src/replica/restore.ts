@@ -6,8 +6,10 @@
 // itself, else the main thread reads it and transfers it), authenticates, decompresses and verifies
 // its blobs and writes them into the files: a file held in one blob (most files) is created,
 // written, given its metadata and closed in one go; other files are pre-sized first and written at
-// their offsets. Files are written into a private staging directory and renamed into place once all
-// are written. Every write under the target goes through directory descriptors (restore-target.ts):
+// their offsets. Files are written into a private staging directory and renamed into place once
+// complete, in batches while later packs are restored: a file is never seen at its name half written.
+// Directories are made meanwhile, and get their metadata last. Every write under the target goes
+// through directory descriptors (restore-target.ts):
 // a directory swapped for a symlink while the restore runs cannot divert a write out of the target.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -81,13 +83,14 @@ const OPS_PER_TASK = 512;
 
 export async function restoreTree(reader: BlobReader, rootTree: string, options: RestoreOptions): Promise<RestoreResult> {
   // Every write under the target goes through its directory descriptors (restore-target.ts), closed here.
-  const held: { rt: RestoreTarget | null } = { rt: null };
+  const held: { rt: RestoreTarget | null; dirsMade: Promise<void> | null } = { rt: null, dirsMade: null };
   // The workers boot while the plan is made.
   const workers = startWorkersEarly(options.workers ?? defaultWorkerCount(), () => ({ encKey: reader.keys.encKey, idKey: reader.keys.idKey }), options.signal, options.spareWorkers);
   try {
     return await restoreTreeInto(reader, rootTree, options, held, workers.ready);
   } finally {
     await workers.close();
+    await held.dirsMade?.catch(() => {}); // (a restore that failed meanwhile: done with the target first)
     await held.rt?.close();
   }
 }
@@ -96,7 +99,7 @@ async function restoreTreeInto(
   reader: BlobReader,
   rootTree: string,
   options: RestoreOptions,
-  held: { rt: RestoreTarget | null },
+  held: { rt: RestoreTarget | null; dirsMade: Promise<void> | null },
   workersStarted: Promise<WorkerPool>,
 ): Promise<RestoreResult> {
   const result: RestoreResult = { files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, skipped: [], renamed: [], warnings: [] };
@@ -136,13 +139,15 @@ async function restoreTreeInto(
   const targetEmpty = (await fs.readdir(target)).length === 0;
 
   // 3. Conflicts, all decided before anything is written.
-  const absOf = (rel: string) => path.join(target, ...rel.split('/'));
+  // (rel is made of names isSafeName accepts, joined by '/': nothing for path.join to normalize.)
+  const absOf = (rel: string) => (rel === '' ? target : target.endsWith('/') ? target + rel : `${target}/${rel}`);
   const existingAt = targetEmpty ? [] : await mapLimit(entries, FS_CONCURRENCY, (e) => fs.lstat(absOf(e.rel)).catch(() => null));
   const conflicts: string[] = [];
   const finalName = new Map<string, string>(); // rel -> rel actually written
   const skippedDirs: string[] = [];
-  const plan: PlannedEntry[] = [];
-  for (let i = 0; i < entries.length; i++) {
+  // An empty target: every entry goes where it is, under its own name.
+  const plan: PlannedEntry[] = targetEmpty ? entries : [];
+  for (let i = 0; i < (targetEmpty ? 0 : entries.length); i++) {
     const e = entries[i]!;
     if (skippedDirs.some((d) => e.rel.startsWith(d + '/'))) continue;
     const parentRel = path.posix.dirname(e.rel);
@@ -150,7 +155,7 @@ async function restoreTreeInto(
     const rel = parentFinal ? `${parentFinal}/${path.posix.basename(e.rel)}` : path.posix.basename(e.rel);
     const abs = absOf(rel);
     // Looked up ahead under its own name; under a renamed parent, look again.
-    const existing = targetEmpty ? null : rel === e.rel ? existingAt[i]! : await fs.lstat(abs).catch(() => null);
+    const existing = rel === e.rel ? existingAt[i]! : await fs.lstat(abs).catch(() => null);
     if (!existing) {
       finalName.set(e.rel, rel);
       plan.push({ rel, node: e.node });
@@ -199,13 +204,19 @@ async function restoreTreeInto(
 
   // 4. Directories, top down (one depth at a time, in parallel within it), each created and opened
   // through its parent's descriptor: nothing but a real directory is written through, and a directory
-  // swapped for a symlink meanwhile changes nothing (restore-target.ts).
+  // swapped for a symlink meanwhile changes nothing (restore-target.ts). They are made while the
+  // workers write the files' content into the staging directory (5), and needed only once the files
+  // move into place (6); if one cannot be made, the restore stops at the next pack.
   const dirLevels = byDepth(plan.filter((e) => e.node.type === 'dir'));
   const rt = (held.rt = await RestoreTarget.open(target));
-  for (const level of dirLevels) {
-    await mapLimit(level, FS_CONCURRENCY, (e) => rt.mkdir(e.rel, { replace: options.onConflict === 'overwrite' }));
-    result.dirs += level.length;
-  }
+  let dirsFailed: { error: unknown } | null = null;
+  const dirsMade = (held.dirsMade = (async () => {
+    for (const level of dirLevels) {
+      await mapLimit(level, FS_CONCURRENCY, (e) => rt.mkdir(e.rel, { replace: options.onConflict === 'overwrite' }));
+      result.dirs += level.length;
+    }
+  })());
+  dirsMade.catch((error: unknown) => (dirsFailed = { error }));
 
   // 5. File content: plan hard links, then write every needed blob, pack by pack, in offset order.
   const fileJobs: FileJob[] = [];
@@ -268,26 +279,48 @@ async function restoreTreeInto(
     }
     await runOps(workers, creates, warn);
 
-    // Each pack read once, in order, a few ahead of the workers.
-    const packIds = [...byPack.keys()].sort();
-    const ahead = Math.max(2, Math.min(reader.store.capabilities.connections, workers.size + 1));
-    await mapLimit(packIds, ahead, async (packId) => {
-      throwIfAborted(signal);
-      const blobs = [...byPack.get(packId)!.values()].sort((a, b) => a.loc.offset - b.loc.offset);
-      const { task, transfer } = await packTask(reader, packId, blobs, blobUse, signal);
-      const done = await workers.run<RestoreResultPart>(workers.leastBusy(), 'restore-pack', task, { transfer });
-      warn(done);
-      progress.bytes += done.bytes;
-      options.onProgress?.({ ...progress });
-    });
-
-    // 6. Move files into place (atomically replacing on overwrite), with the metadata of those
-    // written in several pieces; then links and symlinks.
+    // 6. Files move into place (atomically replacing on overwrite, with the metadata of those written
+    // in several pieces) as soon as their content is complete, while later packs are restored.
+    const move = (files: FileJob[], concurrency: number) =>
+      moveIntoPlace(rt, workers, files, (f) => (usesOf.get(f)! > 1 ? metaOf(f.node) : undefined), warn, concurrency, (n) => {
+        progress.files += n;
+        options.onProgress?.({ ...progress });
+      });
+    const mover = new Mover(dirsMade, (files) => move(files, 1), OPS_PER_TASK);
+    const usesLeft = new Map(usesOf);
+    for (const f of fileJobs) if (usesOf.get(f) === 0) mover.add(f);
+    try {
+      // Each pack read once, in order, a few ahead of the workers.
+      const packIds = [...byPack.keys()].sort();
+      const ahead = Math.max(2, Math.min(reader.store.capabilities.connections, workers.size + 1));
+      await mapLimit(packIds, ahead, async (packId) => {
+        throwIfAborted(signal);
+        if (dirsFailed) throw dirsFailed.error;
+        mover.throwIfFailed();
+        const blobs = [...byPack.get(packId)!.values()].sort((a, b) => a.loc.offset - b.loc.offset);
+        const { task, transfer } = await packTask(reader, packId, blobs, blobUse, signal);
+        const done = await workers.run<RestoreResultPart>(workers.leastBusy(), 'restore-pack', task, { transfer });
+        warn(done);
+        for (const b of blobs) {
+          for (const u of b.uses) {
+            const left = usesLeft.get(u.file)! - 1;
+            usesLeft.set(u.file, left);
+            if (left === 0) mover.add(u.file);
+          }
+        }
+        progress.bytes += done.bytes;
+        options.onProgress?.({ ...progress });
+      });
+    } catch (err) {
+      mover.abort();
+      await mover.done.catch(() => {});
+      throw err;
+    }
     throwIfAborted(signal);
-    await moveIntoPlace(rt, workers, fileJobs, (f) => (usesOf.get(f)! > 1 ? metaOf(f.node) : undefined), warn, (n) => {
-      progress.files += n;
-      options.onProgress?.({ ...progress });
-    });
+    // The files not moved yet, all at once (nothing else runs now).
+    await move(await mover.finish(), workers.size * 2);
+
+    // Then links and symlinks.
     for (const f of fileJobs) {
       result.files++;
       result.bytes += f.node.size ?? 0;
@@ -306,10 +339,14 @@ async function restoreTreeInto(
     }
     const metaWarning = (w: string | null) => void (w && result.warnings.push(w));
     await mapLimit(symlinks, FS_CONCURRENCY, async (e) => metaWarning(await rt.symlinkMeta(e.rel, metaOf(e.node))));
-    // 7. Directory metadata last, deepest first, so writing files does not disturb mtimes; through a
-    // descriptor opened without following symlinks.
+    // 7. Directory metadata last, deepest first, so writing files does not disturb mtimes; on the
+    // workers, through a descriptor opened without following symlinks.
     for (const level of [...dirLevels].reverse()) {
-      await mapLimit(level, FS_CONCURRENCY, async (e) => metaWarning(await rt.dirMeta(e.rel, metaOf(e.node))));
+      const per = Math.max(1, Math.min(OPS_PER_TASK, Math.ceil(level.length / workers.size)));
+      await inParentBatches(rt, level, per, workers.size * 2, async (batch, at) => {
+        const ops = batch.map((e): FileOp => ({ op: 'dirmeta', path: at(e), final: rt.shown(e.rel), meta: metaOf(e.node) }));
+        warn(await workers.run<{ warnings: string[] }>(workers.leastBusy(), 'file-ops', ops));
+      });
     }
   } finally {
     await workers.close();
@@ -324,7 +361,6 @@ interface Use {
   offset: number;
 }
 
-/** The entries under `nodes` (paths relative to `prefix`), depth first in tree order; trees are read in parallel. */
 /**
  * The entries under `nodes` (paths relative to `prefix`), depth first in tree order; trees are read in
  * parallel. Meanwhile (between tree reads) each file's content is located in the index, into `located`
@@ -427,14 +463,52 @@ async function packTask(
   return { task: { ...task, data }, transfer };
 }
 
-/** Directories (and files) at most in one batch of renames: their descriptors are held while it runs. */
+/** Directories at most whose descriptors one batch of file operations holds. */
 const DIRS_PER_BATCH = 64;
 
 /**
- * Renames the staged files into place on the workers, in batches of files from at most DIRS_PER_BATCH
- * directories, whose descriptors are held while the batch runs: each final path is
- * `/proc/self/fd/<dirfd>/<name>`, so it cannot be diverted out of the target. Across filesystems (a
- * mount point inside the target) the batch is finished on this thread, copying.
+ * Runs `fn` on batches of `items` (at most `per` each, from at most DIRS_PER_BATCH directories, grouped
+ * by directory), `concurrency` batches at a time. While a batch runs, the descriptors of its items'
+ * parent directories are held, and `at(item)` names the item as `/proc/self/fd/<dirfd>/<name>`: a path
+ * a worker can be handed, which cannot be diverted out of the target.
+ */
+async function inParentBatches<T extends { rel: string }>(
+  rt: RestoreTarget,
+  items: T[],
+  per: number,
+  concurrency: number,
+  fn: (batch: T[], at: (item: T) => string) => Promise<void>,
+): Promise<void> {
+  const parentOf = (rel: string) => (rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : '');
+  const sorted = [...items].sort((a, b) => (parentOf(a.rel) < parentOf(b.rel) ? -1 : parentOf(a.rel) > parentOf(b.rel) ? 1 : 0));
+  const batches: T[][] = [];
+  let batch: T[] = [];
+  let dirs = new Set<string>();
+  for (const item of sorted) {
+    const dir = parentOf(item.rel);
+    if (batch.length >= per || (!dirs.has(dir) && dirs.size >= DIRS_PER_BATCH)) {
+      batches.push(batch);
+      batch = [];
+      dirs = new Set();
+    }
+    batch.push(item);
+    dirs.add(dir);
+  }
+  if (batch.length) batches.push(batch);
+  await mapLimit(batches, concurrency, async (b) => {
+    const fds = new Map<string, number>();
+    try {
+      for (const d of new Set(b.map((item) => parentOf(item.rel)))) fds.set(d, await rt.acquire(d));
+      await fn(b, (item) => RestoreTarget.at(fds.get(parentOf(item.rel))!, item.rel.slice(item.rel.lastIndexOf('/') + 1)));
+    } finally {
+      for (const d of fds.keys()) rt.release(d);
+    }
+  });
+}
+
+/**
+ * Renames staged files into place on the workers (inParentBatches). Across filesystems (a mount point
+ * inside the target) a batch is finished on this thread, copying.
  */
 async function moveIntoPlace(
   rt: RestoreTarget,
@@ -442,51 +516,89 @@ async function moveIntoPlace(
   files: FileJob[],
   metaFor: (f: FileJob) => Meta | undefined,
   warn: (r: { warnings: string[] }) => void,
+  concurrency: number,
   onDone: (n: number) => void,
 ): Promise<void> {
-  const parentOf = (rel: string) => (rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : '');
-  const sorted = [...files].sort((a, b) => (parentOf(a.rel) < parentOf(b.rel) ? -1 : parentOf(a.rel) > parentOf(b.rel) ? 1 : 0));
   const per = Math.max(1, Math.min(OPS_PER_TASK, Math.ceil(files.length / workers.size)));
-  const batches: FileJob[][] = [];
-  let batch: FileJob[] = [];
-  let dirs = new Set<string>();
-  for (const f of sorted) {
-    const dir = parentOf(f.rel);
-    if (batch.length >= per || (!dirs.has(dir) && dirs.size >= DIRS_PER_BATCH)) {
-      batches.push(batch);
-      batch = [];
-      dirs = new Set();
-    }
-    batch.push(f);
-    dirs.add(dir);
-  }
-  if (batch.length) batches.push(batch);
-  await mapLimit(batches, workers.size * 2, async (b) => {
-    const held = [...new Set(b.map((f) => parentOf(f.rel)))];
-    const fds = new Map<string, number>();
+  await inParentBatches(rt, files, per, concurrency, async (b, at) => {
+    const ops: FileOp[] = b.map((f) => {
+      const meta = metaFor(f);
+      return { op: 'finish', path: f.tmp, final: at(f), ...(meta ? { meta } : {}) };
+    });
     try {
-      for (const d of held) fds.set(d, await rt.acquire(d));
-      const ops: FileOp[] = b.map((f) => {
+      warn(await workers.run<{ warnings: string[] }>(workers.leastBusy(), 'file-ops', ops));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EXDEV' && !/EXDEV/.test((err as Error).message)) throw err;
+      // Some of the batch may be in place already: the rest is moved here (copied across the mount).
+      for (const f of b) {
+        if (!(await fs.lstat(f.tmp).catch(() => null))) continue;
         const meta = metaFor(f);
-        return { op: 'finish', path: f.tmp, final: RestoreTarget.at(fds.get(parentOf(f.rel))!, f.rel.slice(f.rel.lastIndexOf('/') + 1)), ...(meta ? { meta } : {}) };
-      });
-      try {
-        warn(await workers.run<{ warnings: string[] }>(workers.leastBusy(), 'file-ops', ops));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EXDEV' && !/EXDEV/.test((err as Error).message)) throw err;
-        // Some of the batch may be in place already: the rest is moved here (copied across the mount).
-        for (const f of b) {
-          if (!(await fs.lstat(f.tmp).catch(() => null))) continue;
-          const meta = metaFor(f);
-          if (meta) warn(await workers.run<{ warnings: string[] }>(workers.leastBusy(), 'file-ops', [{ op: 'meta', path: f.tmp, meta }]));
-          await rt.moveIntoPlace(f.staged, f.rel);
-        }
+        if (meta) warn(await workers.run<{ warnings: string[] }>(workers.leastBusy(), 'file-ops', [{ op: 'meta', path: f.tmp, meta }]));
+        await rt.moveIntoPlace(f.staged, f.rel);
       }
-    } finally {
-      for (const d of fds.keys()) rt.release(d);
     }
     onDone(b.length);
   });
+}
+
+/**
+ * Files whose content is complete, moved into place in batches while the restore goes on: one batch at
+ * a time, on one worker, between the pack tasks (a rename from the staging directory into another
+ * directory takes the filesystem's rename lock: two at once only wait for each other, and a batch
+ * at a time keeps the other worker on the packs). The first batch waits for `start` (the directories).
+ */
+class Mover {
+  readonly done: Promise<void>;
+  readonly #ready: FileJob[] = [];
+  readonly #batch: number;
+  #state: 'running' | 'finishing' | 'aborted' = 'running';
+  #failed: { error: unknown } | null = null;
+  #wake: (() => void) | null = null;
+
+  constructor(start: Promise<void>, move: (files: FileJob[]) => Promise<void>, batch: number) {
+    this.#batch = batch;
+    this.done = this.#run(start, move);
+    this.done.catch((error: unknown) => (this.#failed = { error }));
+  }
+
+  add(file: FileJob): void {
+    this.#ready.push(file);
+    if (this.#ready.length >= this.#batch) this.#notify();
+  }
+
+  /** Throws what made a batch fail, if one did. */
+  throwIfFailed(): void {
+    if (this.#failed) throw this.#failed.error;
+  }
+
+  /** Stops after the batch under way; `done` then resolves (or rejects with a batch's error). */
+  abort(): void {
+    this.#state = 'aborted';
+    this.#notify();
+  }
+
+  /** Waits for the batch under way, and returns the files added since (to be moved by the caller). */
+  async finish(): Promise<FileJob[]> {
+    this.#state = 'finishing';
+    this.#notify();
+    await this.done;
+    return this.#ready.splice(0);
+  }
+
+  async #run(start: Promise<void>, move: (files: FileJob[]) => Promise<void>): Promise<void> {
+    await start;
+    for (;;) {
+      if (this.#state !== 'running') return;
+      if (this.#ready.length >= this.#batch) await move(this.#ready.splice(0, this.#batch));
+      else await new Promise<void>((resolve) => (this.#wake = resolve));
+    }
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
 }
 
 /** `name.restored`, `name.restored-2`, … : the first that does not exist. */

@@ -24,6 +24,7 @@ import { NotFoundError } from '../../errors.js';
 import { compressBlob, decodeBlob, sealParts } from '../blob-codec.js';
 import { Chunker, type ChunkerParams } from '../chunker.js';
 import { BlobType, Compression, decodeEntries, openPackHeader, type PackEntry } from '../pack.js';
+import { unsafe } from '../restore-target.js';
 import { ByteBudget } from './byte-budget.js';
 import { GarbageMeter, releaseReplacedTable } from './gc.js';
 import type { TaskContext, WorkerHandlers } from './protocol.js';
@@ -370,10 +371,13 @@ function writeAll(fd: number, data: Buffer, position: number): void {
 
 export interface FileOp {
   /** create: make an empty file at `path` (exclusively), or pre-size it to `size`. */
-  op: 'create' | 'finish' | 'meta';
+  op: 'create' | 'finish' | 'meta' | 'dirmeta';
   path: string;
   size?: number;
-  /** finish: rename `path` to `final` (after applying `meta`, if any). meta: apply `meta` to `path`. */
+  /**
+   * finish: rename `path` to `final` (after applying `meta`, if any). meta: apply `meta` to `path`.
+   * dirmeta: apply `meta` to the directory `path` (never through a symlink; `final` names it in messages).
+   */
   final?: string;
   meta?: Meta;
   /** meta: `path` is a symlink (no chmod, l-variants). */
@@ -394,6 +398,8 @@ function fileOps(ops: FileOp[]): { warnings: string[] } {
     } else if (o.op === 'finish') {
       if (o.meta) applyMetaPath(o.path, o.meta, false, o.final!, warnings);
       renameSync(o.path, o.final!);
+    } else if (o.op === 'dirmeta') {
+      applyDirMeta(o.path, o.meta!, o.final ?? o.path, warnings);
     } else {
       applyMetaPath(o.path, o.meta!, o.link ?? false, o.path, warnings);
     }
@@ -413,6 +419,23 @@ function applyMetaFd(fd: number, meta: Meta, shown: string, warnings: string[]):
     futimesSync(fd, t, t);
   } catch (err) {
     warnings.push(`${shown}: could not restore metadata: ${(err as Error).message}`);
+  }
+}
+
+/** A directory's metadata, through a descriptor opened O_NOFOLLOW: a directory swapped for a symlink is refused. */
+function applyDirMeta(path: string, meta: Meta, shown: string, warnings: string[]): void {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP' || code === 'ENOTDIR') throw unsafe(shown, 'is no longer a directory (replaced by a symlink?)', err);
+    throw err;
+  }
+  try {
+    applyMetaFd(fd, meta, shown, warnings);
+  } finally {
+    closeSync(fd);
   }
 }
 
