@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile, readFile, chmod, utimes } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile, readFile, readdir, chmod, utimes } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -141,6 +141,27 @@ describe('backup, restore and check on a directory pool', () => {
     const affected = report.problems.flatMap((p) => p.affected);
     for (const m of [first, second]) expect(affected).toContain(`${m.id.slice(0, 12)}: shared/big`);
     expect(affected.some((a) => a.endsWith('shared/deeper/small') || a.endsWith(': own'))).toBe(false);
+  });
+
+  it('a restore stops before writing anything when a tree fails verification, and names it', async () => {
+    const src = path.join(dir, 'src');
+    await writeTree(src, { a: { b: { 'c.txt': 'c' } }, 'd.txt': 'd' });
+    const { store, pool, catalog } = await setup();
+    const rp = await backupDirectory(pool, catalog, { group: '', source: src, host: 'h', clock: systemClock });
+    const reader = new BlobReader(pool.store, pool.keys, catalog.blobLookup());
+    const a = await reader.tree((await reader.tree(rp.manifest.tree)).nodes.find((n) => n.name === 'a')!.subtree!);
+    const b = catalog.lookupBlob(Buffer.from(a.nodes[0]!.subtree!, 'hex'))!; // the tree of a/b, read on a worker
+    const file = store.path(packKey(b.packId));
+    const data = await readFile(file);
+    data[b.offset + 20]! ^= 0xff;
+    await chmod(file, 0o600);
+    await writeFile(file, data);
+
+    const target = path.join(dir, 'restored');
+    await expect(restoreTree(new BlobReader(pool.store, pool.keys, catalog.blobLookup()), rp.manifest.tree, { target, onConflict: 'error' })).rejects.toThrow(
+      new RegExp(`blob ${b.id.toString('hex').slice(0, 16)} .*failed authentication`),
+    );
+    expect(await readdir(target).catch(() => [])).toEqual([]);
   });
 
   it('check --read-data reports a pack whose header disagrees with the index in any field (here a length after decompression)', async () => {

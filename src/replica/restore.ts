@@ -17,14 +17,14 @@ import type { BlobLocation } from '../catalog/catalog.js';
 import { StrataError, throwIfAborted } from '../errors.js';
 import { DirStore } from '../store/dir-store.js';
 import type { BlobReader } from './blob-reader.js';
-import { Limiter, mapLimit } from './pipeline/limit.js';
+import { mapLimit } from './pipeline/limit.js';
 import { transferable } from './pipeline/protocol.js';
-import type { BlobUse, FileOp, Meta, RestorePackTask, RestoreResultPart } from './pipeline/tasks.js';
+import type { BlobUse, FileOp, Meta, ReadBlobsResult, ReadBlobsTask, RestorePackTask, RestoreResultPart } from './pipeline/tasks.js';
 import type { SpareWorkers, WorkerPool } from './pipeline/worker-pool.js';
 import { defaultWorkerCount, startWorkersEarly } from './pipeline/workers.js';
 import { packKey } from './pool.js';
 import { createTarget, RestoreTarget } from './restore-target.js';
-import { isSafeName, type TreeNode } from './tree.js';
+import { decodeTree, isSafeName, type Tree, type TreeNode } from './tree.js';
 
 export type ConflictPolicy = 'error' | 'copy' | 'skip' | 'overwrite';
 
@@ -105,7 +105,6 @@ async function restoreTreeInto(
   const result: RestoreResult = { files: 0, dirs: 0, symlinks: 0, hardlinks: 0, bytes: 0, skipped: [], renamed: [], warnings: [] };
   const signal = options.signal;
   const ownership = options.restoreOwnership ?? process.getuid?.() === 0;
-  const limit = new Limiter(FS_CONCURRENCY);
 
   // 1. Find what to restore, and where each file's content is.
   let entries: PlannedEntry[];
@@ -126,10 +125,10 @@ async function restoreTreeInto(
         treeId = node.subtree!;
       }
     }
-    entries = await collect(reader, [node!], '', limit, located, signal);
+    entries = collect(reader, [node!], await readTrees(reader, [node!], workersStarted, signal), located);
   } else {
     const root = await reader.tree(rootTree, signal);
-    entries = await collect(reader, root.nodes, '', limit, located, signal);
+    entries = collect(reader, root.nodes, await readTrees(reader, root.nodes, workersStarted, signal), located);
   }
 
   // 2. The target: create it if needed, and work under its real path.
@@ -361,21 +360,67 @@ interface Use {
   offset: number;
 }
 
+/** Trees at most per task of a worker reading them. */
+const TREES_PER_TASK = 256;
+
 /**
- * The entries under `nodes` (paths relative to `prefix`), depth first in tree order; trees are read in
- * parallel. Meanwhile (between tree reads) each file's content is located in the index, into `located`
- * (a missing blob is recorded there as its error, thrown when the file is planned).
+ * Every tree under `nodes`, read a level at a time. From a directory pool the workers read them (and
+ * authenticate, decompress and verify them; this thread only parses), which they are otherwise idle
+ * for; from any other store they are read here, FS_CONCURRENCY at a time.
  */
-async function collect(
-  reader: BlobReader,
-  nodes: TreeNode[],
-  prefix: string,
-  limit: Limiter,
-  located: Map<TreeNode, BlobLocation[] | Error>,
-  signal?: AbortSignal,
-): Promise<PlannedEntry[]> {
-  const nested = await Promise.all(
-    nodes.map(async (node): Promise<PlannedEntry[]> => {
+async function readTrees(reader: BlobReader, nodes: TreeNode[], workersStarted: Promise<WorkerPool>, signal?: AbortSignal): Promise<Map<string, Tree>> {
+  const trees = new Map<string, Tree>();
+  const workers = reader.store instanceof DirStore ? await workersStarted : null;
+  for (let level = nodes; ; ) {
+    const want = [...new Set(level.filter((n) => n.type === 'dir' && !trees.has(n.subtree!)).map((n) => n.subtree!))];
+    if (want.length === 0) return trees;
+    throwIfAborted(signal);
+    if (workers) await readTreesOn(workers, reader, want, trees, signal);
+    else await mapLimit(want, FS_CONCURRENCY, async (id) => void trees.set(id, await reader.tree(id, signal)));
+    level = want.flatMap((id) => trees.get(id)!.nodes);
+  }
+}
+
+async function readTreesOn(workers: WorkerPool, reader: BlobReader, ids: string[], trees: Map<string, Tree>, signal?: AbortSignal): Promise<void> {
+  const store = reader.store as DirStore;
+  const located = ids.map((id) => ({ id, loc: reader.locate(id) }));
+  located.sort((a, b) => (a.loc.packId < b.loc.packId ? -1 : a.loc.packId > b.loc.packId ? 1 : a.loc.offset - b.loc.offset));
+  const batches: (typeof located)[] = [];
+  for (let i = 0; i < located.length; i += TREES_PER_TASK) batches.push(located.slice(i, i + TREES_PER_TASK));
+  await mapLimit(batches, workers.size * 2, async (batch) => {
+    const files: string[] = [];
+    const fileOf = new Map<string, number>();
+    const task: ReadBlobsTask = { files, file: [], offsets: [], lengths: [], rawLengths: [], compressions: [], ids: Buffer.allocUnsafe(32 * batch.length) };
+    batch.forEach(({ loc }, i) => {
+      let f = fileOf.get(loc.packId);
+      if (f === undefined) fileOf.set(loc.packId, (f = files.push(store.path(packKey(loc.packId))) - 1));
+      task.file.push(f);
+      task.offsets.push(loc.offset);
+      task.lengths.push(loc.length);
+      task.rawLengths.push(loc.rawLength);
+      task.compressions.push(loc.compression);
+      loc.id.copy(task.ids as Buffer, 32 * i);
+    });
+    const r = await workers.run<ReadBlobsResult>(workers.leastBusy(), 'read-blobs', task);
+    const failed = new Set(r.failed);
+    for (let i = 0; i < batch.length; i++) {
+      const id = batch[i]!.id;
+      // A blob the worker could not read or verify is read here again, which reports why.
+      if (failed.has(i)) trees.set(id, await reader.tree(id, signal));
+      else trees.set(id, decodeTree(Buffer.from(r.data.buffer, r.data.byteOffset + (r.ends[i - 1] ?? 0), r.ends[i]! - (r.ends[i - 1] ?? 0)), `tree ${id.slice(0, 16)}`));
+    }
+  });
+}
+
+/**
+ * The entries under `nodes` (paths relative to the target), depth first in tree order, from `trees`
+ * (readTrees). Meanwhile each file's content is located in the index, into `located` (a missing blob
+ * is recorded there as its error, thrown when the file is planned).
+ */
+function collect(reader: BlobReader, nodes: TreeNode[], trees: Map<string, Tree>, located: Map<TreeNode, BlobLocation[] | Error>): PlannedEntry[] {
+  const out: PlannedEntry[] = [];
+  const walk = (nodes: TreeNode[], prefix: string): void => {
+    for (const node of nodes) {
       const rel = prefix ? `${prefix}/${node.name}` : node.name;
       if (node.type === 'file') {
         try {
@@ -384,12 +429,12 @@ async function collect(
           located.set(node, err as Error);
         }
       }
-      if (node.type !== 'dir') return [{ rel, node }];
-      const tree = await limit.run(() => reader.tree(node.subtree!, signal));
-      return [{ rel, node }, ...(await collect(reader, tree.nodes, rel, limit, located, signal))];
-    }),
-  );
-  return nested.flat();
+      out.push({ rel, node });
+      if (node.type === 'dir') walk(trees.get(node.subtree!)!.nodes, rel);
+    }
+  };
+  walk(nodes, '');
+  return out;
 }
 
 /** Directories grouped by depth, shallowest first. */

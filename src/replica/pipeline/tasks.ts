@@ -285,6 +285,30 @@ export interface RestoreResultPart {
   warnings: string[];
 }
 
+/**
+ * Blobs to read from pack files of a directory pool, authenticate, decompress and verify (restore's
+ * trees). Given sorted by file and offset: each file is opened once.
+ */
+export interface ReadBlobsTask {
+  files: string[];
+  /** Blob i is in `files[file[i]]`, at `offsets[i]`, `lengths[i]` bytes. */
+  file: number[];
+  offsets: number[];
+  lengths: number[];
+  rawLengths: number[];
+  compressions: number[];
+  /** 32 bytes per blob. */
+  ids: Uint8Array;
+}
+
+export interface ReadBlobsResult {
+  /** The plaintexts back to back: blob i is `data[ends[i - 1] ?? 0, ends[i])`. */
+  data: Uint8Array;
+  ends: number[];
+  /** Blobs that could not be read or failed verification (empty in `data`): the caller reads them again to report why. */
+  failed: number[];
+}
+
 /** This thread's meter for the decoded blobs of restores and checks. */
 const decoded = new GarbageMeter();
 
@@ -325,6 +349,52 @@ function packBytes(task: PackSource, scratch: Scratch): Buffer {
   } finally {
     closeSync(fd);
   }
+}
+
+function readBlobs(keys: { encKey: Buffer; idKey: Buffer }, task: ReadBlobsTask, scratch: Scratch): ReadBlobsResult {
+  const plains: Uint8Array[] = [];
+  const ends: number[] = [];
+  const failed: number[] = [];
+  let total = 0;
+  let fd = -1;
+  let open = -1;
+  try {
+    for (let i = 0; i < task.file.length; i++) {
+      let plain: Uint8Array = new Uint8Array(0);
+      try {
+        if (task.file[i] !== open) {
+          if (fd >= 0) closeSync(fd);
+          fd = -1;
+          open = task.file[i]!;
+          fd = openSync(task.files[open]!, 'r');
+        }
+        const length = task.lengths[i]!;
+        if (!scratch.buf || scratch.buf.length < length) scratch.buf = Buffer.allocUnsafeSlow(Math.max(length, 1024 * 1024));
+        for (let done = 0; done < length; ) {
+          const n = readSync(fd, scratch.buf, done, length - done, task.offsets[i]! + done);
+          if (n === 0) throw new RangeError('short read');
+          done += n;
+        }
+        const id = Buffer.from(task.ids.buffer, task.ids.byteOffset + 32 * i, 32);
+        // (Not transient: the plaintext must outlive the next blob's.)
+        plain = decodeBlob(keys, { id, compression: task.compressions[i] as Compression, rawLength: task.rawLengths[i]! }, scratch.buf.subarray(0, length), { verifyId: true });
+      } catch {
+        failed.push(i);
+      }
+      plains.push(plain);
+      total += plain.length;
+      ends.push(total);
+    }
+  } finally {
+    if (fd >= 0) closeSync(fd);
+  }
+  const data = new Uint8Array(total);
+  let at = 0;
+  for (const p of plains) {
+    data.set(p, at);
+    at += p.length;
+  }
+  return { data, ends, failed };
 }
 
 async function restorePack(keys: { encKey: Buffer; idKey: Buffer }, task: RestorePackTask, scratch: Scratch): Promise<RestoreResultPart> {
@@ -537,6 +607,8 @@ export function createHandlers(init: WorkerInit): WorkerHandlers {
           return fileOps(task as FileOp[]);
         case 'check-pack':
           return checkPack(keys, task as CheckPackTask, scratch);
+        case 'read-blobs':
+          return readBlobs(keys, task as ReadBlobsTask, scratch);
         default:
           throw new Error(`unknown pipeline task ${JSON.stringify(kind)}`);
       }
