@@ -63,13 +63,16 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
       const progress = inv.progress(opts);
       const failedFiles: string[] = [];
       let result;
+      let interrupt: ReturnType<Invocation['interruptible']> | null = null;
       try {
         result = await (await daemonClient()).tryDaemon<Awaited<ReturnType<typeof Jobs.runBackup>>>(inv, opts, { backup: { group, path: opts.path, exclude: opts.exclude, to: opts.to as 'disk' } }, (p) => progress.update(p));
         if (!result) {
           ctx.prefetchPool();
           ctx.prefetchCatalog();
+          interrupt = inv.interruptible('backup', 'run the backup again');
         }
         result ??= await (await jobs()).runBackup(ctx, {
+          ...(interrupt ? { signal: interrupt.signal } : {}),
           ...(group !== undefined ? { group } : {}),
           ...(opts.path !== undefined ? { path: opts.path } : {}),
           ...(opts.exclude ? { exclude: opts.exclude } : {}),
@@ -78,6 +81,7 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
           onFileError: (source, rel, message) => failedFiles.push(`${source}: ${rel}: ${message}`),
         });
       } finally {
+        interrupt?.dispose();
         progress.stop();
       }
       const first = result.sources[0];
@@ -140,6 +144,7 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
       const ctx = inv.context(opts);
       const progress = inv.progress(opts);
       let r;
+      let interrupt: ReturnType<Invocation['interruptible']> | null = null;
       try {
         const viaDaemon =
           opts.from === 'disk' ? await (await daemonClient()).tryDaemon<Awaited<ReturnType<typeof Jobs.runRestore>>>(inv, opts, { restore: { recoveryPoint: rp, target: opts.target, onConflict: opts.onConflict ?? 'error', item: opts.item, group: opts.group } }, (p) => progress.update(p)) : null;
@@ -147,9 +152,11 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
           ctx.prefetchPool();
           ctx.prefetchWorkers();
         }
+        if (!viaDaemon) interrupt = inv.interruptible('restore', 'the files it completed are in place (none half-written); run it again with --on-conflict skip to finish');
         r =
           viaDaemon ??
           await (opts.from === 'cloud' ? (await cloudJobs()).restoreFromCloud : (await jobs()).runRestore)(ctx, {
+          ...(interrupt ? { signal: interrupt.signal } : {}),
           ...(opts.server ? { serverId: opts.server } : {}),
           ...(opts.passphraseFile ? { passphraseFile: opts.passphraseFile } : {}),
           recoveryPoint: rp,
@@ -160,6 +167,7 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
           onProgress: (p) => progress.update({ label: 'restore', done: p.bytes, total: p.totalBytes, unit: 'bytes' }),
         });
       } finally {
+        interrupt?.dispose();
         progress.stop();
       }
       inv.print(opts, r, () =>
@@ -180,18 +188,21 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
       const ctx = inv.context(opts);
       const progress = inv.progress(opts);
       let report: Awaited<ReturnType<typeof Jobs.runCheck>> & { cloud?: Awaited<ReturnType<typeof CloudJobs.checkCloud>> };
+      const interrupt = inv.interruptible('check', 'nothing was changed; run it again');
       try {
         ctx.prefetchPool();
         if (opts.readData) ctx.prefetchWorkers();
         report = await (await jobs()).runCheck(ctx, {
+          signal: interrupt.signal,
           readData: opts.readData ?? false,
           onProgress: (p) => progress.update({ label: `check: ${p.phase}`, done: p.done, total: p.total, unit: 'items' }),
         });
         if (opts.cloud) {
-          const cloud = await (await cloudJobs()).checkCloud(ctx, { readData: opts.readData ?? false });
+          const cloud = await (await cloudJobs()).checkCloud(ctx, { readData: opts.readData ?? false, signal: interrupt.signal });
           report = { ...report, ok: report.ok && cloud.ok, cloud };
         }
       } finally {
+        interrupt.dispose();
         progress.stop();
       }
       inv.print(opts, report, () => {

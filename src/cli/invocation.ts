@@ -22,6 +22,13 @@ export interface Io {
   tty: boolean;
 }
 
+/** Where termination signals come from (the process; a stand-in in tests). */
+export interface SignalSource {
+  on(event: 'SIGINT' | 'SIGTERM', listener: (sig: NodeJS.Signals) => void): unknown;
+  off(event: 'SIGINT' | 'SIGTERM', listener: (sig: NodeJS.Signals) => void): unknown;
+  exit(code: number): void;
+}
+
 export const defaultIo: Io = {
   out: (s) => process.stdout.write(s.endsWith('\n') ? s : s + '\n'),
   err: (s) => process.stderr.write(s.endsWith('\n') ? s : s + '\n'),
@@ -46,6 +53,30 @@ export class Invocation {
 
   progress(opts: CommonOptions) {
     return createProgressReporter({ enabled: opts.progress !== false, tty: this.io.tty });
+  }
+
+  /**
+   * An abort signal for a job run in this process. The first SIGINT or SIGTERM aborts the job, which then
+   * stops cleanly: its lock released, its temporary files removed (a restore keeps the files it had
+   * completed and no half-written one); the job fails with STRATA_INTERRUPTED and `after` says what
+   * to do next. A second signal ends the process at once. `dispose` removes the handlers.
+   */
+  interruptible(what: string, after: string, proc: SignalSource = process): { signal: AbortSignal; dispose: () => void } {
+    const ac = new AbortController();
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (ac.signal.aborted) proc.exit(128 + (sig === 'SIGINT' ? 2 : 15));
+      this.io.err(`strata: ${sig}: stopping the ${what} cleanly (send it again to stop at once)`);
+      ac.abort(new StrataError('STRATA_INTERRUPTED', `the ${what} was interrupted (${sig}) and stopped cleanly; ${after}`, { kind: 'failed' }));
+    };
+    proc.on('SIGINT', onSignal);
+    proc.on('SIGTERM', onSignal);
+    return {
+      signal: ac.signal,
+      dispose: () => {
+        proc.off('SIGINT', onSignal);
+        proc.off('SIGTERM', onSignal);
+      },
+    };
   }
 }
 

@@ -111,6 +111,27 @@ describe('backup, restore and check on a directory pool', () => {
     expect(result.files).toBe(30 * 62);
     expect(seen.at(-1)).toBe(30 * 62);
     expect(await digestTree(target)).toEqual(await digestTree(src));
+
+    // Stopped once content is being written (as Ctrl-C does through the CLI): the files in place are
+    // whole, the staging directory is gone, and a second run with 'skip' finishes the job.
+    const stopped = path.join(dir, 'stopped');
+    const ac = new AbortController();
+    const reason = new Error('stop here');
+    const run = restoreTree(new BlobReader(pool.store, pool.keys, catalog.blobLookup()), rp.manifest.tree, {
+      target: stopped,
+      onConflict: 'error',
+      signal: ac.signal,
+      onProgress: (p) => void (p.bytes > 0 && ac.abort(reason)),
+    });
+    await expect(run).rejects.toBe(reason);
+    const names = await readdir(stopped, { recursive: true });
+    expect(names.some((n) => n.startsWith('.strata-restore-'))).toBe(false);
+    const want = await digestTree(src, { mtimes: false });
+    const partial = await digestTree(stopped, { mtimes: false });
+    expect(Object.values(partial).filter((e) => e.type === 'file').length).toBeLessThan(30 * 62);
+    for (const [rel, e] of Object.entries(partial)) if (e.type === 'file') expect(e, rel).toEqual(want[rel]);
+    await restoreTree(new BlobReader(pool.store, pool.keys, catalog.blobLookup()), rp.manifest.tree, { target: stopped, onConflict: 'skip' });
+    expect(await digestTree(stopped)).toEqual(await digestTree(src));
   });
 
   it('check names a damaged file in every recovery point that holds it, and walks a shared whole subtree once', async () => {

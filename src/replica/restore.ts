@@ -14,6 +14,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { BlobLocation } from '../catalog/catalog.js';
+import { crashPoint } from '../crash.js';
 import { StrataError, throwIfAborted } from '../errors.js';
 import { DirStore } from '../store/dir-store.js';
 import type { BlobReader } from './blob-reader.js';
@@ -299,6 +300,7 @@ async function restoreTreeInto(
         const blobs = [...byPack.get(packId)!.values()].sort((a, b) => a.loc.offset - b.loc.offset);
         const { task, transfer } = await packTask(reader, packId, blobs, blobUse, signal);
         const done = await workers.run<RestoreResultPart>(workers.leastBusy(), 'restore-pack', task, { transfer });
+        crashPoint('restore-pack');
         warn(done);
         for (const b of blobs) {
           for (const u of b.uses) {
