@@ -45,6 +45,9 @@ export async function createTarget(target: string): Promise<void> {
   }
 }
 
+/** The name of a restore's staging directory (at the target's root) starts with this. */
+export const STAGING_PREFIX = '.strata-restore-';
+
 /** Unpinned directory descriptors kept open (the rest are closed, least recently used first). */
 const DEFAULT_MAX_OPEN = 256;
 
@@ -172,7 +175,7 @@ export class RestoreTarget {
   /** A private directory (0700) at the target's root for files being written; `stagingPath(n)` names its entries. */
   async staging(): Promise<void> {
     if (this.#staging) return;
-    const name = `.strata-restore-${randomBytes(8).toString('hex')}`;
+    const name = `${STAGING_PREFIX}${randomBytes(8).toString('hex')}`;
     const rootFd = this.#dirs.get('')!.fd;
     await fs.mkdir(RestoreTarget.at(rootFd, name), { mode: 0o700 });
     const fd = await openFd(RestoreTarget.at(rootFd, name), DIR_FLAGS);

@@ -24,7 +24,7 @@ import type { BlobUse, FileOp, Meta, ReadBlobsResult, ReadBlobsTask, RestorePack
 import type { SpareWorkers, WorkerPool } from './pipeline/worker-pool.js';
 import { defaultWorkerCount, startWorkersEarly } from './pipeline/workers.js';
 import { packKey } from './pool.js';
-import { createTarget, RestoreTarget } from './restore-target.js';
+import { createTarget, RestoreTarget, STAGING_PREFIX } from './restore-target.js';
 import { decodeTree, isSafeName, type Tree, type TreeNode } from './tree.js';
 
 export type ConflictPolicy = 'error' | 'copy' | 'skip' | 'overwrite';
@@ -136,7 +136,13 @@ async function restoreTreeInto(
   await createTarget(options.target);
   const target = await fs.realpath(options.target);
   // An empty target has nothing to conflict with: no need to look at every path.
-  const targetEmpty = (await fs.readdir(target)).length === 0;
+  const present = await fs.readdir(target);
+  const targetEmpty = present.length === 0;
+  // A staging directory left by a restore that was killed (any other end removes it): said, not
+  // removed (another restore into this target could be running).
+  for (const name of present.filter((n) => n.startsWith(STAGING_PREFIX))) {
+    result.warnings.push(`${path.join(target, name)} was left by a restore that was killed (unfinished content only); delete it`);
+  }
 
   // 3. Conflicts, all decided before anything is written.
   // (rel is made of names isSafeName accepts, joined by '/': nothing for path.join to normalize.)
