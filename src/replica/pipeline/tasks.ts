@@ -334,20 +334,30 @@ function packBytes(task: PackSource, scratch: Scratch): Buffer {
   try {
     const reads = task.reads ?? [{ offset: 0, length: Number(fstatSync(fd).size) }];
     const total = reads.reduce((a, r) => a + r.length, 0);
-    if (!scratch.buf || scratch.buf.length < total) scratch.buf = Buffer.allocUnsafeSlow(Math.max(total, scratch.buf ? scratch.buf.length * 2 : 0, 1024 * 1024));
-    const buf = scratch.buf;
+    const buf = scratchOf(scratch, total);
     let at = 0;
     for (const r of reads) {
-      for (let done = 0; done < r.length; ) {
-        const n = readSync(fd, buf, at + done, r.length - done, r.offset + done);
-        if (n === 0) throw new RangeError(`range ${r.offset}+${r.length} outside ${key}`);
-        done += n;
-      }
+      readRange(fd, buf, at, r.offset, r.length, key);
       at += r.length;
     }
     return buf.subarray(0, total);
   } finally {
     closeSync(fd);
+  }
+}
+
+/** The worker's scratch buffer, grown (at least doubled) to hold `bytes`. */
+function scratchOf(scratch: Scratch, bytes: number): Buffer {
+  if (!scratch.buf || scratch.buf.length < bytes) scratch.buf = Buffer.allocUnsafeSlow(Math.max(bytes, scratch.buf ? scratch.buf.length * 2 : 0, 1024 * 1024));
+  return scratch.buf;
+}
+
+/** Reads `length` bytes at `offset` of the open file into `buf` at `at`; a file that ends first is an error naming `what`. */
+function readRange(fd: number, buf: Buffer, at: number, offset: number, length: number, what: string): void {
+  for (let done = 0; done < length; ) {
+    const n = readSync(fd, buf, at + done, length - done, offset + done);
+    if (n === 0) throw new RangeError(`range ${offset}+${length} outside ${what}`);
+    done += n;
   }
 }
 
@@ -369,15 +379,11 @@ function readBlobs(keys: { encKey: Buffer; idKey: Buffer }, task: ReadBlobsTask,
           fd = openSync(task.files[open]!, 'r');
         }
         const length = task.lengths[i]!;
-        if (!scratch.buf || scratch.buf.length < length) scratch.buf = Buffer.allocUnsafeSlow(Math.max(length, 1024 * 1024));
-        for (let done = 0; done < length; ) {
-          const n = readSync(fd, scratch.buf, done, length - done, task.offsets[i]! + done);
-          if (n === 0) throw new RangeError('short read');
-          done += n;
-        }
+        const buf = scratchOf(scratch, length);
+        readRange(fd, buf, 0, task.offsets[i]!, length, task.files[open]!);
         const id = Buffer.from(task.ids.buffer, task.ids.byteOffset + 32 * i, 32);
         // (Not transient: the plaintext must outlive the next blob's.)
-        plain = decodeBlob(keys, { id, compression: task.compressions[i] as Compression, rawLength: task.rawLengths[i]! }, scratch.buf.subarray(0, length), { verifyId: true });
+        plain = decodeBlob(keys, { id, compression: task.compressions[i] as Compression, rawLength: task.rawLengths[i]! }, buf.subarray(0, length), { verifyId: true });
       } catch {
         failed.push(i);
       }
