@@ -215,14 +215,13 @@ async function restoreTreeInto(
   // move into place (6); if one cannot be made, the restore stops at the next pack.
   const dirLevels = byDepth(plan.filter((e) => e.node.type === 'dir'));
   const rt = (held.rt = await RestoreTarget.open(target));
-  let dirsFailed: { error: unknown } | null = null;
   const dirsMade = (held.dirsMade = (async () => {
     for (const level of dirLevels) {
       await mapLimit(level, FS_CONCURRENCY, (e) => rt.mkdir(e.rel, { replace: options.onConflict === 'overwrite' }));
       result.dirs += level.length;
     }
   })());
-  dirsMade.catch((error: unknown) => (dirsFailed = { error }));
+  dirsMade.catch(() => {}); // the Mover (6) waits for it and reports its failure
 
   // 5. File content: plan hard links, then write every needed blob, pack by pack, in offset order.
   const fileJobs: FileJob[] = [];
@@ -301,8 +300,7 @@ async function restoreTreeInto(
       const ahead = Math.max(2, Math.min(reader.store.capabilities.connections, workers.size + 1));
       await mapLimit(packIds, ahead, async (packId) => {
         throwIfAborted(signal);
-        if (dirsFailed) throw dirsFailed.error;
-        mover.throwIfFailed();
+        mover.throwIfFailed(); // (a directory that could not be made, too)
         const blobs = [...byPack.get(packId)!.values()].sort((a, b) => a.loc.offset - b.loc.offset);
         const { task, transfer } = await packTask(reader, packId, blobs, blobUse, signal);
         const done = await workers.run<RestoreResultPart>(workers.leastBusy(), 'restore-pack', task, { transfer });
@@ -619,7 +617,7 @@ class Mover {
     if (this.#ready.length >= this.#batch) this.#notify();
   }
 
-  /** Throws what made a batch fail, if one did. */
+  /** Throws what made a batch fail, or `start`, if one did. */
   throwIfFailed(): void {
     if (this.#failed) throw this.#failed.error;
   }
