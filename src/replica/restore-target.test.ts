@@ -28,3 +28,21 @@ describe('RestoreTarget.open', () => {
     await rt.close();
   });
 });
+
+describe('RestoreTarget errors', () => {
+  it('name the real path under the target, not the /proc/self/fd path it was reached by', async () => {
+    const rt = await RestoreTarget.open(path.join(dir, 't'));
+    try {
+      const name = 'n'.repeat(300); // longer than any file system allows: mkdir fails with ENAMETOOLONG
+      const err = await rt.mkdir(name).then(
+        () => null,
+        (e: NodeJS.ErrnoException) => e,
+      );
+      expect(err).toMatchObject({ code: 'ENAMETOOLONG', path: path.join(rt.root, name) });
+      expect(err!.message).toContain(path.join(rt.root, name));
+      expect(err!.message).not.toContain('/proc/self/fd');
+    } finally {
+      await rt.close();
+    }
+  });
+});

@@ -136,13 +136,26 @@ export class RestoreTarget {
     this.#evict();
   }
 
-  /** Runs `fn` with the descriptor of `rel`'s parent directory and `rel`'s last name. */
+  /**
+   * Runs `fn` with the descriptor of `rel`'s parent directory and `rel`'s last name. A system error it
+   * throws names `rel`'s real path, not the `/proc/self/fd/…` path it was reached by.
+   */
   async inParent<T>(rel: string, fn: (parentFd: number, name: string) => Promise<T>): Promise<T> {
     const slash = rel.lastIndexOf('/');
     const parent = slash < 0 ? '' : rel.slice(0, slash);
     const fd = await this.acquire(parent);
+    const name = rel.slice(slash + 1);
     try {
-      return await fn(fd, rel.slice(slash + 1));
+      return await fn(fd, name);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      const via = RestoreTarget.at(fd, name);
+      if (typeof e.path === 'string' && e.path.startsWith(via)) {
+        const shown = this.shown(rel) + e.path.slice(via.length);
+        e.message = e.message.split(via).join(this.shown(rel));
+        e.path = shown;
+      }
+      throw err;
     } finally {
       this.release(parent);
     }
