@@ -7,6 +7,11 @@
 // got a malloc arena of their own that kept freed buffers, ~10-20 MiB of peak RSS backing up 2 GiB
 // (peak 242-254 → 231-234 MiB, same time, measured). Set on the `#!` line so it holds from the
 // process's first allocation; the daemon and its jobs inherit it.
-import { main } from './cli/commands.js';
+import { startEarly } from './agent/early-start.js';
 
-process.exitCode = await main(process.argv.slice(2));
+const argv = process.argv.slice(2);
+// Threads the command will need first start before its modules load (early-start.ts): a backup's
+// lister boots meanwhile. The command's modules are loaded after, hence the dynamic import.
+const early = startEarly(argv);
+const { main } = await import('./cli/commands.js');
+process.exitCode = await main(argv, undefined, early);

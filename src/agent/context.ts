@@ -22,6 +22,8 @@ export interface ContextOptions {
   /** Receives warnings meant for the user (a readable passphrase file, …). */
   warn?: (message: string) => void;
   logName?: string;
+  /** A lister thread started before the context (cli.ts, for a backup): the backup's walk runs on it. */
+  spareLister?: SpareWorkers | null;
 }
 
 /** A catalog larger than this is read ahead only this far (a cache hint, not worth more I/O). */
@@ -39,6 +41,7 @@ export class AgentContext {
   #poolStore: DirStore | null = null;
   #earlyWalk: TreeWalk | null = null;
   #spareWorkers: SpareWorkers | null = null;
+  #spareLister: SpareWorkers | null;
   #catalogReadAhead: AbortController | null = null;
 
   constructor(config: StrataConfig, options: ContextOptions = {}) {
@@ -46,6 +49,7 @@ export class AgentContext {
     this.clock = options.clock ?? processClock();
     this.log = createLogger(config.stateDir, options.logName ?? 'strata');
     this.warn = options.warn ?? (() => {});
+    this.#spareLister = options.spareLister ?? null;
   }
 
   get catalogFile(): string {
@@ -114,7 +118,14 @@ export class AgentContext {
     } catch {
       return;
     }
-    if (first && listableEarly(first)) this.#earlyWalk = startTreeWalk(first.path, sourceExclude(first, request));
+    if (first && listableEarly(first)) this.#earlyWalk = startTreeWalk(first.path, sourceExclude(first, request), { spare: this.takeSpareLister() });
+  }
+
+  /** The lister thread given to the context (ContextOptions.spareLister), if not taken yet (once). */
+  takeSpareLister(): SpareWorkers | null {
+    const spare = this.#spareLister;
+    this.#spareLister = null;
+    return spare;
   }
 
   /** The walk `prefetchBackupWalk` started, if it is of `root` with these exclusions (else it is ended). */
@@ -165,6 +176,7 @@ export class AgentContext {
     this.#earlyWalk = null;
     void walk?.close();
     void this.takeSpareWorkers()?.close();
+    void this.takeSpareLister()?.close();
     this.#catalogReadAhead?.abort();
     this.#catalog?.close();
     this.#catalog = null;

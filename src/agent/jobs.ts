@@ -108,7 +108,7 @@ export async function runBackup(ctx: AgentContext, options: BackupJobOptions): P
   let early: TreeWalk | null = null;
   if (to !== 'cloud' && first && listableEarly(first)) {
     const exclude = sourceExclude(first, options);
-    early = ctx.takeEarlyWalk(first.path, exclude) ?? startTreeWalk(first.path, exclude, options.signal ? { signal: options.signal } : {});
+    early = ctx.takeEarlyWalk(first.path, exclude) ?? startTreeWalk(first.path, exclude, { ...(options.signal ? { signal: options.signal } : {}), spare: ctx.takeSpareLister() });
   }
   try {
     return await runBackupWith(ctx, options, group, sources, to, () => {

@@ -3,6 +3,7 @@
 import { Command, CommanderError, Option } from 'commander';
 export { EXIT } from './invocation.js';
 import { readFileSync } from 'node:fs';
+import { closeEarly, type EarlyStart } from '../agent/early-start.js';
 import { errorChain } from '../agent/log.js';
 // The job modules (and what they import) are loaded by the command that runs them, so that
 // `strata --version`, `--help` and a disk-only job never load the cloud side.
@@ -287,8 +288,12 @@ function readVersion(): string {
 }
 
 /** Runs one invocation; returns its exit code. Never throws. */
-export async function main(argv: string[], io: Io = defaultIo): Promise<number> {
-  const inv = new Invocation(io);
+/**
+ * Runs one `strata` command. `early`: threads cli.ts started before this module loaded (early-start.ts);
+ * whatever of them the command does not take is closed when it ends.
+ */
+export async function main(argv: string[], io: Io = defaultIo, early: EarlyStart = {}): Promise<number> {
+  const inv = new Invocation(io, early);
   let exit: number = EXIT.ok;
   const program = build(inv, (c) => {
     exit = c;
@@ -305,6 +310,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     return reportError(inv, err, json);
   } finally {
     inv.ctx?.close();
+    void closeEarly(early);
   }
 }
 

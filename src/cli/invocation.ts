@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import { StrataError } from '../errors.js';
 import { AgentContext } from '../agent/context.js';
+import type { EarlyStart } from '../agent/early-start.js';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import type { StrataConfig } from '../config/types.js';
 import { createProgressReporter } from './progress.js';
@@ -37,12 +38,16 @@ export const defaultIo: Io = {
 
 export class Invocation {
   ctx: AgentContext | null = null;
-  constructor(readonly io: Io) {}
+  /** `early`: what cli.ts started before this command's modules loaded (handed to the context). */
+  constructor(
+    readonly io: Io,
+    readonly early: EarlyStart = {},
+  ) {}
 
   context(opts: CommonOptions): AgentContext {
     if (this.ctx) return this.ctx;
     const config: StrataConfig = loadConfig(resolveConfigPath(opts.config));
-    this.ctx = new AgentContext(config, { warn: (m) => this.io.err(`strata: warning: ${m}`) });
+    this.ctx = new AgentContext(config, { warn: (m) => this.io.err(`strata: warning: ${m}`), spareLister: this.early.lister ?? null });
     return this.ctx;
   }
 

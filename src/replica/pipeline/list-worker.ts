@@ -1,7 +1,9 @@
-// Entry point of a lister thread: serves list-tasks.ts's handlers to the parent (protocol.ts).
+// Entry point of a lister thread: serves list-tasks.ts's handlers to the parent (protocol.ts). Started
+// with its init, or as a spare that gets it in a message (workers.ts spareLister).
 import { parentPort, workerData } from 'node:worker_threads';
 import { serve } from './serve.js';
 
 if (parentPort) {
-  void serve(parentPort, { init: (workerData as { init: unknown }).init, load: () => import('./list-tasks.js') });
+  const data = workerData as { init: unknown } | { deferred: true };
+  void serve(parentPort, { ...data, load: () => import('./list-tasks.js') });
 }

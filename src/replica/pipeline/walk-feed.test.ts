@@ -1,9 +1,11 @@
 import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { entryAt, failedError, packListing } from './listing.js';
 import { isWalkOf, startTreeWalk, type TreeWalk } from './walk-feed.js';
+import { WorkerPool } from './worker-pool.js';
+import { spareLister } from './workers.js';
 
 let root: string;
 const walks: TreeWalk[] = [];
@@ -85,6 +87,31 @@ describe('a tree walk', () => {
       expect(l.names).toEqual(d.names.filter((n) => n !== 'cache' && !n.endsWith('.tmp')));
     }
     await expect(feed.next('one-more')).rejects.toThrow(/ended before reaching "one-more"/);
+  });
+
+  it('runs on a spare lister started before the walk was known, with the walk’s own exclusions', async () => {
+    tree(5, 3);
+    writeFileSync(path.join(root, 'top.tmp'), 'x');
+    const spare = spareLister();
+    const w = startTreeWalk(root, ['*.tmp'], { spare });
+    walks.push(w);
+    expect(spare.available).toBe(false);
+    const feed = await w.feed;
+    for (const d of reference()) expect((await feed.next(d.rel)).names).toEqual(d.names.filter((n) => !n.endsWith('.tmp')));
+    await expect(feed.next('one-more')).rejects.toThrow(/ended before/);
+  });
+
+  it('closes a spare it cannot use (not one lister) and lists on a thread of its own', async () => {
+    tree(2, 2);
+    const spare = WorkerPool.spare({ size: 2, load: () => import('./list-tasks.js') });
+    const close = vi.spyOn(spare, 'close');
+    const start = vi.spyOn(spare, 'start');
+    const w = startTreeWalk(root, [], { spare });
+    walks.push(w);
+    expect(close).toHaveBeenCalledOnce();
+    expect(start).not.toHaveBeenCalled();
+    const feed = await w.feed;
+    for (const d of reference()) expect((await feed.next(d.rel)).names).toEqual(d.names);
   });
 
   it('runs at most its bound ahead of the walk that takes its listings', async () => {

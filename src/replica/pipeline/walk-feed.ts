@@ -2,7 +2,7 @@
 // the order the walk asks for them, ahead of it, and each is taken exactly once.
 import type { WalkTreeTask } from './list-tasks.js';
 import { WALK_AHEAD_ENTRIES, type PackedListing, type WalkBatch, type WalkCredit } from './listing.js';
-import type { WorkerPool } from './worker-pool.js';
+import type { SpareWorkers, WorkerPool } from './worker-pool.js';
 import { earlyPool, launchListers } from './workers.js';
 
 export class WalkFeed {
@@ -104,11 +104,16 @@ export function isWalkOf(walk: TreeWalk, root: string, exclude: readonly string[
 /**
  * Starts listing `root` (exclusions applied) on a lister thread (`inProcess`: on this one, as tests
  * and `workers: 0` do): it may start before the walk that consumes it (while the pool's key is
- * derived, say), and runs at most `WALK_AHEAD_ENTRIES` entries ahead of it.
+ * derived, say), and runs at most `WALK_AHEAD_ENTRIES` entries ahead of it. `spare`: a lister thread
+ * already booting (workers.ts spareLister), used if it fits.
  */
-export function startTreeWalk(root: string, exclude: readonly string[], options: { signal?: AbortSignal; inProcess?: boolean; aheadEntries?: number } = {}): TreeWalk {
+export function startTreeWalk(
+  root: string,
+  exclude: readonly string[],
+  options: { signal?: AbortSignal; inProcess?: boolean; aheadEntries?: number; spare?: SpareWorkers | null } = {},
+): TreeWalk {
   const aheadEntries = options.aheadEntries ?? WALK_AHEAD_ENTRIES;
-  const launched = launchListers(options.inProcess ? 0 : 1, { exclude: [...exclude], aheadEntries }, options.signal);
+  const launched = launchListers(options.inProcess ? 0 : 1, { exclude: [...exclude], aheadEntries }, options.signal, options.spare);
   // The walk is asked for now: the thread starts it as soon as it is up, without waiting for this
   // thread to hear that it is (this thread is busy loading the job then; measured: 50 ms and more).
   const walkFeed = new WalkFeed(launched.pool, root, aheadEntries);

@@ -100,7 +100,24 @@ export function startListers(count: number, init: ListerInit, signal?: AbortSign
   return launchPool(count, () => init, signal, LISTER).ready;
 }
 
-/** `startListers` without waiting for the threads to boot: a task run on `pool` at once starts as soon as its thread is up. */
-export function launchListers(count: number, init: ListerInit, signal?: AbortSignal): LaunchedPool {
+/**
+ * `startListers` without waiting for the threads to boot: a task run on `pool` at once starts as soon as
+ * its thread is up. `spare` (one lister from `spareLister`) is used instead of a new thread when it is
+ * what would be started, and closed otherwise.
+ */
+export function launchListers(count: number, init: ListerInit, signal?: AbortSignal, spare?: SpareWorkers | null): LaunchedPool {
+  if (spare?.available) {
+    if (spare.size === Math.max(1, count) && spare.inProcess === !('script' in entryOptions(count, LISTER))) return spare.start(() => init, signal);
+    void spare.close();
+  }
   return launchPool(count, () => init, signal, LISTER);
+}
+
+/**
+ * One lister thread started before its walk is known (the CLI starts it first thing for a backup, so
+ * that it boots while the command's modules load and its config is read): `launchListers` takes it
+ * over. Whoever holds it closes it if it is never taken.
+ */
+export function spareLister(): SpareWorkers {
+  return WorkerPool.spare({ size: 1, ...entryOptions(1, LISTER) });
 }
