@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile, readFile, readdir, realpath, chmod, utimes } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile, readFile, readdir, realpath, chmod, chown, lstat, lutimes, symlink, utimes } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -12,6 +12,7 @@ import { syncCatalog } from './catalog-sync.js';
 import { checkPool } from './check.js';
 import { packKey, Pool } from './pool.js';
 import { restoreTree } from './restore.js';
+import { utimeSeconds } from './restore-target.js';
 
 const PASS = 'a passphrase of sufficient length';
 const FAST = { N: 2 ** 10, r: 8, p: 1 };
@@ -136,6 +137,69 @@ describe('backup, restore and check on a directory pool', () => {
     expect(finished.warnings).toEqual([`${path.join(await realpath(stopped), '.strata-restore-0123456789abcdef')} was left by a restore that was killed (unfinished content only); delete it`]);
     await rm(path.join(stopped, '.strata-restore-0123456789abcdef'), { recursive: true });
     expect(await digestTree(stopped)).toEqual(await digestTree(src));
+  });
+
+  it('restores every file’s mode and owner exactly, whether it is created with them or given them after, under any umask', async () => {
+    const src = path.join(dir, 'src');
+    const modes = [0o644, 0o600, 0o755, 0o640, 0o400, 0o444, 0o666, 0o777, 0o000, 0o4755, 0o2750, 0o1644];
+    const tree: Record<string, unknown> = {};
+    // Small files are written whole by one blob; big ones in pieces (created first, finished after).
+    modes.forEach((m, i) => {
+      tree[`small-${m.toString(8)}`] = text(i, 300);
+      tree[`big-${m.toString(8)}`] = bytes(50 + i, 600_000);
+      tree[`empty-${m.toString(8)}`] = '';
+    });
+    await writeTree(src, tree as Parameters<typeof writeTree>[1]);
+    for (const m of modes) for (const kind of ['small', 'big', 'empty']) await chmod(path.join(src, `${kind}-${m.toString(8)}`), m);
+    const root = process.getuid?.() === 0;
+    if (root) {
+      await chown(path.join(src, 'small-644'), 1234, 5678);
+      await chown(path.join(src, 'big-640'), 0, 5678);
+      await chmod(path.join(src, 'big-640'), 0o640);
+    }
+    const { pool, catalog } = await setup();
+    const rp = await backupDirectory(pool, catalog, { group: '', source: src, host: hostname(), clock: systemClock });
+    const expected = await digestTree(src);
+    const before = process.umask();
+    try {
+      for (const umask of [0o022, 0o077, 0o000, 0o277]) {
+        process.umask(umask);
+        const target = path.join(dir, `restored-${umask.toString(8)}`);
+        const result = await restoreTree(new BlobReader(pool.store, pool.keys, catalog.blobLookup()), rp.manifest.tree, { target, onConflict: 'error' });
+        expect(result.files).toBe(modes.length * 3);
+        expect(result.warnings).toEqual([]);
+        expect(await digestTree(target), `umask ${umask.toString(8)}`).toEqual(expected);
+      }
+    } finally {
+      process.umask(before);
+    }
+  });
+
+  it('restores files’, directories’ and symlinks’ modification times to the microsecond (all Node can set)', async () => {
+    const src = path.join(dir, 'src');
+    const tree: Record<string, unknown> = {};
+    for (let i = 0; i < 40; i++) tree[`d${i}`] = { [`f${i}`]: text(i, 100), [`big${i}`]: bytes(i, i % 4 === 0 ? 400_000 : 10) };
+    await writeTree(src, tree as Parameters<typeof writeTree>[1]);
+    await symlink('d0/f0', path.join(src, 'link'));
+    // Times with every microsecond digit: set exactly (the same conversion restore uses), then read back.
+    const paths = Object.keys(tree).flatMap((d, i) => [path.join(src, d, `f${i}`), path.join(src, d, `big${i}`), path.join(src, d)]);
+    for (let i = 0; i < paths.length; i++) {
+      const t = utimeSeconds(String(1_796_616_633_970_723_000n + BigInt(i) * 1_234_567_891_000n));
+      await utimes(paths[i]!, t, t);
+    }
+    await lutimes(path.join(src, 'link'), utimeSeconds('1700000000123456000'), utimeSeconds('1700000000123456000'));
+    const times = async (root: string) => {
+      const out: Record<string, bigint> = {};
+      for (const p of [...paths, path.join(src, 'link')]) out[path.relative(src, p)] = (await lstat(path.join(root, path.relative(src, p)), { bigint: true })).mtimeNs;
+      return out;
+    };
+    const expected = await times(src);
+    expect(Object.values(expected).every((ns) => ns % 1000n === 0n)).toBe(true);
+    const { pool, catalog } = await setup();
+    const rp = await backupDirectory(pool, catalog, { group: '', source: src, host: hostname(), clock: systemClock });
+    const target = path.join(dir, 'restored');
+    await restoreTree(new BlobReader(pool.store, pool.keys, catalog.blobLookup()), rp.manifest.tree, { target, onConflict: 'error' });
+    expect(await times(target)).toEqual(expected);
   });
 
   it('check names a damaged file in every recovery point that holds it, and walks a shared whole subtree once', async () => {

@@ -1,8 +1,8 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { RestoreTarget } from './restore-target.js';
+import { RestoreTarget, STAGING_PREFIX } from './restore-target.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -26,6 +26,28 @@ describe('RestoreTarget.open', () => {
     const rt = await RestoreTarget.open(path.join(dir, 'a', 'b'));
     expect(rt.root).toBe(path.join(dir, 'a', 'b'));
     await rt.close();
+  });
+});
+
+describe('RestoreTarget staging', () => {
+  it('knows what a new file gets: this process’s owner (or a set-group-id directory’s group) and its umask, and leaves no probe behind', async () => {
+    const t = path.join(dir, 't');
+    await mkdir(t);
+    const root = process.getuid?.() === 0;
+    if (root) {
+      await chown(t, 0, 4321);
+      await chmod(t, 0o2755); // a new directory under it inherits its group and the bit
+    }
+    const rt = await RestoreTarget.open(t);
+    try {
+      expect(rt.newFiles).toBeNull();
+      await rt.staging();
+      expect(rt.newFiles).toEqual({ uid: process.geteuid!(), gid: root ? 4321 : process.getegid!(), umask: process.umask() });
+      const staging = (await readdir(t)).find((n) => n.startsWith(STAGING_PREFIX))!;
+      expect(await readdir(path.join(t, staging))).toEqual([]);
+    } finally {
+      await rt.close();
+    }
   });
 });
 

@@ -59,6 +59,14 @@ export interface TargetMeta {
   chown: boolean;
 }
 
+/** What a file created in the staging directory gets without being told (RestoreTarget.newFiles). */
+export interface NewFiles {
+  uid: number;
+  gid: number;
+  /** The umask its mode loses, or null when the mode does not come out as asked less the umask (a default ACL, say). */
+  umask: number | null;
+}
+
 interface DirEntry {
   fd: number;
   pins: number;
@@ -73,8 +81,15 @@ export function unsafe(shown: string, why: string, cause?: unknown): StrataError
   });
 }
 
-function mtimeSeconds(mtimeNs: string): number {
-  return Number(BigInt(mtimeNs) / 1000n) / 1e6;
+/**
+ * A stored time (ns since the epoch, decimal) as the seconds Node's utimes calls take. libuv keeps
+ * microseconds of them, truncating: the microsecond plus half of one lands on it exactly, where the
+ * microsecond alone came out 1 µs low about half the time (a double's rounding). Nanoseconds are lost:
+ * Node has no call that sets them.
+ */
+export function utimeSeconds(mtimeNs: string): number {
+  const micros = Number(BigInt(mtimeNs) / 1000n);
+  return (micros >= 0 ? micros + 0.5 : micros) / 1e6;
 }
 
 export class RestoreTarget {
@@ -84,6 +99,7 @@ export class RestoreTarget {
   readonly #maxOpen: number;
   #tick = 0;
   #staging: { name: string; fd: number } | null = null;
+  #newFiles: NewFiles | null = null;
   #closed = false;
 
   private constructor(root: string, rootFd: number, maxOpen: number) {
@@ -193,6 +209,16 @@ export class RestoreTarget {
     await fs.mkdir(RestoreTarget.at(rootFd, name), { mode: 0o700 });
     const fd = await openFd(RestoreTarget.at(rootFd, name), DIR_FLAGS);
     this.#staging = { name, fd };
+    this.#newFiles = await probeNewFiles(RestoreTarget.at(fd, 'probe'));
+  }
+
+  /**
+   * The owner a file created in the staging directory gets, and whether its mode comes out as asked
+   * less the umask (found with one probe file when the staging directory is made; null if that failed):
+   * restore.ts skips the chown and chmod calls that would change nothing.
+   */
+  get newFiles(): NewFiles | null {
+    return this.#newFiles;
   }
 
   stagingPath(n: number): string {
@@ -221,7 +247,7 @@ export class RestoreTarget {
     const tmp = RestoreTarget.at(pfd, `.strata-restore-${randomBytes(6).toString('hex')}`);
     const src = await fs.open(from, constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
-      const st = await src.stat();
+      const st = await src.stat({ bigint: true });
       // O_EXCL: never through a symlink; the copy gets the staged file's metadata, then its name.
       const dst = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
       try {
@@ -232,9 +258,10 @@ export class RestoreTarget {
           await dst.write(buf, 0, bytesRead, pos);
           pos += bytesRead;
         }
-        if (process.getuid?.() === 0) await dst.chown(st.uid, st.gid).catch(() => {});
-        await dst.chmod(st.mode & 0o7777);
-        await dst.utimes(st.atime, st.mtime);
+        if (process.getuid?.() === 0) await dst.chown(Number(st.uid), Number(st.gid)).catch(() => {});
+        await dst.chmod(Number(st.mode & 0o7777n));
+        const t = utimeSeconds(String(st.mtimeNs));
+        await dst.utimes(t, t);
       } finally {
         await dst.close();
       }
@@ -281,7 +308,7 @@ export class RestoreTarget {
     return this.inParent(rel, async (pfd, name) => {
       const p = RestoreTarget.at(pfd, name);
       try {
-        const t = mtimeSeconds(meta.mtimeNs);
+        const t = utimeSeconds(meta.mtimeNs);
         if (meta.chown) await fs.lchown(p, meta.uid, meta.gid);
         await fs.lutimes(p, t, t);
         return null;
@@ -361,5 +388,23 @@ export class RestoreTarget {
       this.#dirs.delete(rel);
       closeCb(e.fd, () => {});
     }
+  }
+}
+
+/** Creates `probe` (mode 0777), reads what it got, removes it. */
+async function probeNewFiles(probe: string): Promise<NewFiles | null> {
+  const umask = process.umask();
+  try {
+    const h = await fs.open(probe, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o777);
+    let st;
+    try {
+      st = await h.stat();
+    } finally {
+      await h.close();
+      await fs.unlink(probe);
+    }
+    return { uid: st.uid, gid: st.gid, umask: (st.mode & 0o7777) === (0o777 & ~umask) ? umask : null };
+  } catch {
+    return null; // every call is made then
   }
 }

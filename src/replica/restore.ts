@@ -245,6 +245,16 @@ async function restoreTreeInto(
   const totalBytes = fileJobs.reduce((a, f) => a + (f.node.size ?? 0), 0);
   const progress: RestoreProgress = { files: 0, totalFiles: fileJobs.length, bytes: 0, totalBytes };
   const metaOf = (node: TreeNode): Meta => ({ uid: node.uid, gid: node.gid, mode: node.mode, mtimeNs: node.mtimeNs, chown: ownership });
+  // A staged file is created with its own mode when that comes out exact, and is not given the owner
+  // it has already: two system calls fewer per file (~10-30 µs each here).
+  const newFiles = rt.newFiles;
+  const fileMetaOf = (node: TreeNode): Meta => {
+    const meta = metaOf(node);
+    if (!newFiles) return meta;
+    if (meta.chown && node.uid === newFiles.uid && node.gid === newFiles.gid) meta.chown = false;
+    if (newFiles.umask !== null && createsExactly(node.mode, newFiles.umask)) meta.modeSet = true;
+    return meta;
+  };
 
   // Group blob uses by pack. A file written by exactly one use is created by it; the others exist,
   // pre-sized, before any content is written.
@@ -271,7 +281,7 @@ async function restoreTreeInto(
   }
   const blobUse = (u: Use): BlobUse => {
     const whole = usesOf.get(u.file) === 1;
-    return { path: u.file.tmp, offset: u.offset, whole, final: u.file.final, ...(whole ? { meta: metaOf(u.file.node) } : {}) };
+    return { path: u.file.tmp, offset: u.offset, whole, final: u.file.final, ...(whole ? { meta: fileMetaOf(u.file.node) } : {}) };
   };
 
   const workers = await workersStarted;
@@ -280,14 +290,16 @@ async function restoreTreeInto(
     const creates: FileOp[] = [];
     for (const f of fileJobs) {
       const uses = usesOf.get(f)!;
-      if (uses !== 1) creates.push({ op: 'create', path: f.tmp, final: f.final, size: f.node.size ?? 0, ...(uses === 0 ? { meta: metaOf(f.node) } : {}) });
+      if (uses === 0) creates.push({ op: 'create', path: f.tmp, final: f.final, size: f.node.size ?? 0, meta: fileMetaOf(f.node) });
+      // Written in pieces: its metadata comes when it is finished, its mode (if exact) now.
+      else if (uses > 1) creates.push({ op: 'create', path: f.tmp, final: f.final, size: f.node.size ?? 0, ...(fileMetaOf(f.node).modeSet ? { mode: f.node.mode } : {}) });
     }
     await runOps(workers, creates, warn);
 
     // 6. Files move into place (atomically replacing on overwrite, with the metadata of those written
     // in several pieces) as soon as their content is complete, while later packs are restored.
     const move = (files: FileJob[], concurrency: number) =>
-      moveIntoPlace(rt, workers, files, (f) => (usesOf.get(f)! > 1 ? metaOf(f.node) : undefined), warn, concurrency, (n) => {
+      moveIntoPlace(rt, workers, files, (f) => (usesOf.get(f)! > 1 ? fileMetaOf(f.node) : undefined), warn, concurrency, (n) => {
         progress.files += n;
         options.onProgress?.({ ...progress });
       });
@@ -658,4 +670,12 @@ async function freeName(abs: string): Promise<string> {
     const candidate = `${abs}.restored${i === 1 ? '' : `-${i}`}`;
     if (!(await fs.lstat(candidate).catch(() => null))) return candidate;
   }
+}
+
+/**
+ * Whether a file created with `mode` gets exactly it: no special bits (set-id, sticky), none that the
+ * umask takes away, and read and write for its owner (a file written in pieces is opened again to write).
+ */
+export function createsExactly(mode: number, umask: number): boolean {
+  return (mode & ~0o777) === 0 && (mode & umask) === 0 && (mode & 0o600) === 0o600;
 }

@@ -24,7 +24,7 @@ import { NotFoundError } from '../../errors.js';
 import { compressBlob, decodeBlob, sealParts } from '../blob-codec.js';
 import { Chunker, type ChunkerParams } from '../chunker.js';
 import { BlobType, Compression, decodeEntries, openPackHeader, type PackEntry } from '../pack.js';
-import { unsafe } from '../restore-target.js';
+import { unsafe, utimeSeconds } from '../restore-target.js';
 import { ByteBudget } from './byte-budget.js';
 import { GarbageMeter, releaseReplacedTable } from './gc.js';
 import type { TaskContext, WorkerHandlers } from './protocol.js';
@@ -240,8 +240,15 @@ export interface Meta {
   gid: number;
   mode: number;
   mtimeNs: string;
-  /** chown too (only when restoring ownership). */
+  /** chown too (only when restoring ownership, and the file did not get this owner when it was made). */
   chown: boolean;
+  /** The file was created with exactly `mode` (restore-target.ts creationMode): no chmod. */
+  modeSet?: boolean;
+}
+
+/** The mode to create a restored file with: its own when `meta` says it comes out exact, else private. */
+function createMode(meta: Meta | undefined): number {
+  return meta?.modeSet ? meta.mode : 0o600;
 }
 
 export interface BlobUse {
@@ -419,7 +426,7 @@ async function restorePack(keys: { encKey: Buffer; idKey: Buffer }, task: Restor
       });
       for (const use of task.uses[i]!) {
         if (use.whole) {
-          const fd = openSync(use.path, 'wx', 0o600);
+          const fd = openSync(use.path, 'wx', createMode(use.meta));
           try {
             writeAll(fd, plain, 0);
             if (use.meta) applyMetaFd(fd, use.meta, use.final, warnings);
@@ -450,6 +457,8 @@ export interface FileOp {
   op: 'create' | 'finish' | 'meta' | 'dirmeta';
   path: string;
   size?: number;
+  /** create: the mode to create it with when it is not `meta`'s (the file's metadata comes with `finish`); 0600 by default. */
+  mode?: number;
   /**
    * finish: rename `path` to `final` (after applying `meta`, if any). meta: apply `meta` to `path`.
    * dirmeta: apply `meta` to the directory `path` (never through a symlink; `final` names it in messages).
@@ -464,7 +473,7 @@ function fileOps(ops: FileOp[]): { warnings: string[] } {
   const warnings: string[] = [];
   for (const o of ops) {
     if (o.op === 'create') {
-      const fd = openSync(o.path, 'wx', 0o600);
+      const fd = openSync(o.path, 'wx', o.meta ? createMode(o.meta) : (o.mode ?? 0o600));
       try {
         if (o.size) ftruncateSync(fd, o.size);
         if (o.meta) applyMetaFd(fd, o.meta, o.final ?? o.path, warnings);
@@ -483,15 +492,11 @@ function fileOps(ops: FileOp[]): { warnings: string[] } {
   return { warnings };
 }
 
-function mtimeSeconds(mtimeNs: string): number {
-  return Number(BigInt(mtimeNs) / 1000n) / 1e6;
-}
-
 function applyMetaFd(fd: number, meta: Meta, shown: string, warnings: string[]): void {
-  const t = mtimeSeconds(meta.mtimeNs);
+  const t = utimeSeconds(meta.mtimeNs);
   try {
     if (meta.chown) fchownSync(fd, meta.uid, meta.gid);
-    fchmodSync(fd, meta.mode);
+    if (!meta.modeSet) fchmodSync(fd, meta.mode);
     futimesSync(fd, t, t);
   } catch (err) {
     warnings.push(`${shown}: could not restore metadata: ${(err as Error).message}`);
@@ -532,7 +537,7 @@ function applyMetaPath(path: string, meta: Meta, link: boolean, shown: string, w
       closeSync(fd);
     }
   }
-  const t = mtimeSeconds(meta.mtimeNs);
+  const t = utimeSeconds(meta.mtimeNs);
   try {
     if (meta.chown) lchownSync(path, meta.uid, meta.gid);
     lutimesSync(path, t, t);
