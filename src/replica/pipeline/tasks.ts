@@ -242,7 +242,7 @@ export interface Meta {
   mtimeNs: string;
   /** chown too (only when restoring ownership, and the file did not get this owner when it was made). */
   chown: boolean;
-  /** The file was created with exactly `mode` (restore-target.ts creationMode): no chmod. */
+  /** The file was created with exactly `mode` (restore.ts createsExactly, RestoreTarget.newFiles): no chmod. */
   modeSet?: boolean;
 }
 
