@@ -17,7 +17,11 @@ export function startEarly(argv: readonly string[]): EarlyStart {
   if (argv[0] !== 'backup' || argv.includes('--help') || argv.includes('-h')) return {};
   const to = argv.indexOf('--to');
   if (argv.includes('--to=cloud') || (to >= 0 && argv[to + 1] === 'cloud')) return {};
-  return { lister: spareLister() };
+  try {
+    return { lister: spareLister() };
+  } catch {
+    return {}; // no thread now (resources): the backup starts its own when it needs it, and reports why if it cannot
+  }
 }
 
 /** Ends what `startEarly` started and nothing took. */
