@@ -16,7 +16,7 @@ export function defaultWorkerCount(): number {
  */
 export async function startWorkers(count: number, init: (index: number) => WorkerInit, signal?: AbortSignal, spare?: SpareWorkers | null): Promise<WorkerPool> {
   if (spare?.available) {
-    if (fits(spare, count)) return spare.start(init, signal).ready;
+    if (fits(spare, count, WORKER)) return spare.start(init, signal).ready;
     void spare.close();
   }
   return launchPool(count, init, signal, WORKER).ready;
@@ -31,9 +31,9 @@ export function spareWorkers(count: number): SpareWorkers {
   return WorkerPool.spare({ size: Math.max(1, count), ...entryOptions(count, WORKER) });
 }
 
-/** Whether `spare` is the pool `startWorkers(count, …)` would start. */
-function fits(spare: SpareWorkers, count: number): boolean {
-  return spare.size === Math.max(1, count) && spare.inProcess === !('script' in entryOptions(count, WORKER));
+/** Whether `spare` is the pool of `count` threads running `entry` that would be started. */
+function fits(spare: SpareWorkers, count: number, entry: PoolEntry): boolean {
+  return spare.size === Math.max(1, count) && spare.inProcess === !('script' in entryOptions(count, entry));
 }
 
 /** What a pool's threads run: a script when running compiled, else the same handlers served in-process. */
@@ -107,7 +107,7 @@ export function startListers(count: number, init: ListerInit, signal?: AbortSign
  */
 export function launchListers(count: number, init: ListerInit, signal?: AbortSignal, spare?: SpareWorkers | null): LaunchedPool {
   if (spare?.available) {
-    if (spare.size === Math.max(1, count) && spare.inProcess === !('script' in entryOptions(count, LISTER))) return spare.start(() => init, signal);
+    if (fits(spare, count, LISTER)) return spare.start(() => init, signal);
     void spare.close();
   }
   return launchPool(count, () => init, signal, LISTER);
