@@ -15,10 +15,8 @@ export function defaultWorkerCount(): number {
  * (in a `finally`); aborting `signal` ends the workers early.
  */
 export async function startWorkers(count: number, init: (index: number) => WorkerInit, signal?: AbortSignal, spare?: SpareWorkers | null): Promise<WorkerPool> {
-  if (spare?.available) {
-    if (fits(spare, count, WORKER)) return spare.start(init, signal).ready;
-    void spare.close();
-  }
+  const fitting = fittingSpare(spare, count, WORKER);
+  if (fitting) return fitting.start(init, signal).ready;
   return launchPool(count, init, signal, WORKER).ready;
 }
 
@@ -31,9 +29,15 @@ export function spareWorkers(count: number): SpareWorkers {
   return WorkerPool.spare({ size: Math.max(1, count), ...entryOptions(count, WORKER) });
 }
 
-/** Whether `spare` is the pool of `count` threads running `entry` that would be started. */
-function fits(spare: SpareWorkers, count: number, entry: PoolEntry): boolean {
-  return spare.size === Math.max(1, count) && spare.inProcess === !('script' in entryOptions(count, entry));
+/**
+ * `spare`, if it is still available and is the pool of `count` threads running `entry` that would be
+ * started; else null, and a spare that does not fit is closed.
+ */
+function fittingSpare(spare: SpareWorkers | null | undefined, count: number, entry: PoolEntry): SpareWorkers | null {
+  if (!spare?.available) return null;
+  if (spare.size === Math.max(1, count) && spare.inProcess === !('script' in entryOptions(count, entry))) return spare;
+  void spare.close();
+  return null;
 }
 
 /** What a pool's threads run: a script when running compiled, else the same handlers served in-process. */
@@ -106,11 +110,7 @@ export function startListers(count: number, init: ListerInit, signal?: AbortSign
  * what would be started, and closed otherwise.
  */
 export function launchListers(count: number, init: ListerInit, signal?: AbortSignal, spare?: SpareWorkers | null): LaunchedPool {
-  if (spare?.available) {
-    if (fits(spare, count, LISTER)) return spare.start(() => init, signal);
-    void spare.close();
-  }
-  return launchPool(count, () => init, signal, LISTER);
+  return fittingSpare(spare, count, LISTER)?.start(() => init, signal) ?? launchPool(count, () => init, signal, LISTER);
 }
 
 /**
