@@ -290,9 +290,11 @@ async function restoreTreeInto(
     const creates: FileOp[] = [];
     for (const f of fileJobs) {
       const uses = usesOf.get(f)!;
-      if (uses === 0) creates.push({ op: 'create', path: f.tmp, final: f.final, size: f.node.size ?? 0, meta: fileMetaOf(f.node) });
-      // Written in pieces: its metadata comes when it is finished, its mode (if exact) now.
-      else if (uses > 1) creates.push({ op: 'create', path: f.tmp, final: f.final, size: f.node.size ?? 0, ...(fileMetaOf(f.node).modeSet ? { mode: f.node.mode } : {}) });
+      if (uses === 1) continue;
+      const meta = fileMetaOf(f.node);
+      const created = { op: 'create' as const, path: f.tmp, final: f.final, size: f.node.size ?? 0, ...(meta.modeSet ? { mode: meta.mode } : {}) };
+      // Empty: its metadata now. Written in pieces: its mode (if exact) now, the rest when it is finished.
+      creates.push(uses === 0 ? { ...created, meta } : created);
     }
     await runOps(workers, creates, warn);
 

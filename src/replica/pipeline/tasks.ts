@@ -457,7 +457,7 @@ export interface FileOp {
   op: 'create' | 'finish' | 'meta' | 'dirmeta';
   path: string;
   size?: number;
-  /** create: the mode to create it with when it is not `meta`'s (the file's metadata comes with `finish`); 0600 by default. */
+  /** create: the mode to create it with (restore.ts: the file's own when that comes out exact); 0600 by default. */
   mode?: number;
   /**
    * finish: rename `path` to `final` (after applying `meta`, if any). meta: apply `meta` to `path`.
@@ -473,7 +473,7 @@ function fileOps(ops: FileOp[]): { warnings: string[] } {
   const warnings: string[] = [];
   for (const o of ops) {
     if (o.op === 'create') {
-      const fd = openSync(o.path, 'wx', o.meta ? createMode(o.meta) : (o.mode ?? 0o600));
+      const fd = openSync(o.path, 'wx', o.mode ?? 0o600);
       try {
         if (o.size) ftruncateSync(fd, o.size);
         if (o.meta) applyMetaFd(fd, o.meta, o.final ?? o.path, warnings);
