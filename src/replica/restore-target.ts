@@ -244,7 +244,7 @@ export class RestoreTarget {
   }
 
   async #copyAcross(from: string, pfd: number, name: string): Promise<void> {
-    const tmp = RestoreTarget.at(pfd, `.strata-restore-${randomBytes(6).toString('hex')}`);
+    const tmp = RestoreTarget.at(pfd, `${STAGING_PREFIX}${randomBytes(6).toString('hex')}`);
     const src = await fs.open(from, constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
       const st = await src.stat({ bigint: true });
