@@ -287,10 +287,10 @@ function readVersion(): string {
   }
 }
 
-/** Runs one invocation; returns its exit code. Never throws. */
 /**
- * Runs one `strata` command. `early`: threads cli.ts started before this module loaded (early-start.ts);
- * whatever of them the command does not take is closed when it ends.
+ * Runs one `strata` command; returns its exit code. Never throws. `early`: threads cli.ts started
+ * before this module loaded (early-start.ts); whatever of them the command does not take is closed
+ * when it ends.
  */
 export async function main(argv: string[], io: Io = defaultIo, early: EarlyStart = {}): Promise<number> {
   const inv = new Invocation(io, early);

@@ -69,7 +69,7 @@ export class Invocation {
   interruptible(what: string, after: string, proc: SignalSource = process): { signal: AbortSignal; dispose: () => void } {
     const ac = new AbortController();
     const onSignal = (sig: NodeJS.Signals) => {
-      if (ac.signal.aborted) proc.exit(128 + (sig === 'SIGINT' ? 2 : 15));
+      if (ac.signal.aborted) return proc.exit(128 + (sig === 'SIGINT' ? 2 : 15));
       this.io.err(`strata: ${sig}: stopping the ${what} cleanly (send it again to stop at once)`);
       ac.abort(new StrataError('STRATA_INTERRUPTED', `the ${what} was interrupted (${sig}) and stopped cleanly; ${after}`, { kind: 'failed' }));
     };
