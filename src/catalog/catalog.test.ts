@@ -5,7 +5,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Catalog, fileCacheContent, fileCacheData, fileCacheMatches, type FileCacheEntry } from './catalog.js';
+import { Catalog } from './catalog.js';
+import { fileCacheContent, fileCacheData, fileCacheMatches, packDirCache, unpackDirCache, type FileCacheEntry } from './file-cache.js';
 import { MIGRATIONS } from './migrations.js';
 
 let dir: string;
@@ -30,52 +31,99 @@ describe('file-metadata cache', () => {
     expect(fileCacheContent(fileCacheData(entry(0, [])))).toEqual([]);
   });
 
-  it('an update writes only what it staged, drops directories not kept, and leaves other sources alone', () => {
+  it('packs a directory into one blob and reads back every name and entry; a blob that does not parse gives none', () => {
+    const entries = new Map<string, Buffer>([
+      ['plain.txt', fileCacheData(entry(1))],
+      ['é ü 日本 🙂', fileCacheData(entry(2, [id(3), id(4)]))],
+      ['empty', fileCacheData(entry(0, []))],
+      ['many', fileCacheData(entry(5, Array.from({ length: 3000 }, (_, i) => id(i % 250))))],
+      ['x'.repeat(255), fileCacheData(entry(6))],
+    ]);
+    const blob = packDirCache(entries);
+    const back = unpackDirCache(blob);
+    expect([...back.keys()]).toEqual([...entries.keys()]);
+    for (const [name, data] of entries) expect(back.get(name)!.equals(data)).toBe(true);
+    expect(unpackDirCache(packDirCache(new Map())).size).toBe(0);
+    // Damaged or from another format: nothing, so the files are read again.
+    for (let cut = 1; cut < 40; cut++) expect(unpackDirCache(blob.subarray(0, blob.length - cut)).size).toBe(0);
+    const other = Buffer.from(blob);
+    other[0] = 2;
+    expect(unpackDirCache(other).size).toBe(0);
+    expect(unpackDirCache(Buffer.alloc(0)).size).toBe(0);
+  });
+
+  it('an update writes only the directories it staged, drops directories not kept, and leaves other sources alone', () => {
     const c = Catalog.open(path.join(dir, 'catalog.db'));
     const before = new Map<string, FileCacheEntry>();
-    // More rows than one staging batch, in several directories.
-    for (let i = 0; i < 3000; i++) before.set(`d${i % 5}/f${i}`, entry(i));
+    // More directories than one staging batch, and more bytes than one.
+    for (let i = 0; i < 6000; i++) before.set(`d${i % 1500}/f${i}`, entry(i, [id(i % 200), id(i % 7)]));
     before.set('top', entry(9));
     c.replaceFileCache('src', before);
     c.replaceFileCache('other', new Map([['d0/f0', entry(1)]]));
     expect(c.loadFileCache('src')).toEqual(before);
-    expect(c.fileCacheDirs('src').sort()).toEqual(['', 'd0', 'd1', 'd2', 'd3', 'd4']);
-    expect(c.fileCacheDir('src', 'd1').size).toBe(600);
+    expect(c.fileCacheDirs('src').length).toBe(1501);
+    expect(c.fileCacheDir('src', 'd1').size).toBe(4);
 
     const u = c.fileCacheUpdate('src');
     const expected = new Map(before);
-    for (let i = 0; i < 3000; i += 3) {
-      if (i % 5 === 4) continue; // directory d4 goes as a whole
-      u.put(`d${i % 5}`, `f${i}`, entry(i + 1));
-      expected.set(`d${i % 5}/f${i}`, entry(i + 1));
+    const entriesOf = (d: string) => new Map([...expected].filter(([p]) => p.startsWith(`${d}/`)).map(([p, e]) => [p.slice(d.length + 1), fileCacheData(e)]));
+    // 1100 directories rewritten (one entry replaced, one added): more than a staging batch.
+    for (let k = 0; k < 1100; k++) {
+      expected.set(`d${k}/f${k}`, entry(k + 1));
+      expected.set(`d${k}/new`, entry(42));
+      u.putDir(`d${k}`, entriesOf(`d${k}`));
     }
-    u.put('d0', 'new', entry(42));
-    expected.set('d0/new', entry(42));
-    u.delete('d1', 'f1');
-    expected.delete('d1/f1');
-    u.put('d2', 'f2', entry(7)); // then deleted: the last change wins
-    u.delete('d2', 'f2');
-    expected.delete('d2/f2');
-    for (const k of [...expected.keys()]) if (k.startsWith('d4/')) expected.delete(k);
+    // A directory emptied (its row goes), one staged twice (the last wins), and the gone ones.
+    for (const k of [...expected.keys()]) if (k.startsWith('d1100/')) expected.delete(k);
+    u.putDir('d1100', new Map());
+    u.putDir('d1101', new Map([['a', fileCacheData(entry(1))]]));
+    for (const k of [...expected.keys()]) if (k.startsWith('d1101/')) expected.delete(k);
+    expected.set('d1101/b', entry(2));
+    u.putDir('d1101', entriesOf('d1101'));
+    const kept = new Set(['', ...Array.from({ length: 1400 }, (_, k) => `d${k}`)]);
+    for (const k of [...expected.keys()]) if (!kept.has(k.includes('/') ? k.slice(0, k.indexOf('/')) : '')) expected.delete(k);
     // Nothing changes before commit.
     expect(c.loadFileCache('src')).toEqual(before);
-    c.transaction(() => u.commit(new Set(['', 'd0', 'd1', 'd2', 'd3'])));
+    c.transaction(() => u.commit(kept));
     u.discard();
     expect(c.loadFileCache('src')).toEqual(expected);
+    expect(c.fileCacheDirs('src').length).toBe(1400);
     expect(c.loadFileCache('other')).toEqual(new Map([['d0/f0', entry(1)]]));
 
     // Discarded without commit: no change.
     const v = c.fileCacheUpdate('src');
-    for (let i = 0; i < 2000; i++) v.delete('d0', `f${i * 5}`);
+    for (let k = 0; k < 1300; k++) v.putDir(`d${k}`, new Map());
     v.discard();
     expect(c.loadFileCache('src')).toEqual(expected);
+    c.close();
+  });
+
+  it('migration 6 packs the rows of each directory into one, for every source', () => {
+    const file = path.join(dir, 'v5.db');
+    const db = new Database(file);
+    for (let v = 0; v < 5; v++) db.exec(MIGRATIONS[v] as string);
+    db.pragma('user_version = 5');
+    const ins = db.prepare('INSERT INTO file_cache(source, dir, name, data) VALUES (?, ?, ?, ?)');
+    const rows: [string, string, string, FileCacheEntry][] = [];
+    for (let i = 0; i < 500; i++) rows.push([`g\u0000/src${i % 2}`, i % 10 === 0 ? '' : `a/d${i % 13}`, `f${i}`, entry(i, i % 3 === 0 ? [] : [id(i % 250)])]);
+    for (const [source, d, name, e] of rows) ins.run(source, d, name, fileCacheData(e));
+    db.close();
+
+    const c = Catalog.open(file);
+    expect(c.db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length);
+    for (const source of ['g\u0000/src0', 'g\u0000/src1']) {
+      const want = new Map(rows.filter((r) => r[0] === source).map(([, d, name, e]) => [d ? `${d}/${name}` : name, e]));
+      expect(c.loadFileCache(source)).toEqual(want);
+    }
+    expect(c.fileCacheDirs('g\u0000/src0').sort()).toEqual(['', ...new Set(rows.filter((r) => r[0] === 'g\u0000/src0' && r[1]).map((r) => r[1]))].sort());
+    expect((c.db.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'file_cache'").pluck().get() as number)).toBe(0);
     c.close();
   });
 
   it('migration 3 converts the old cache rows (path, JSON content) and drops a row it cannot convert', () => {
     const file = path.join(dir, 'old.db');
     const db = new Database(file);
-    for (let v = 0; v < 2; v++) db.exec(MIGRATIONS[v]!);
+    for (let v = 0; v < 2; v++) db.exec(MIGRATIONS[v] as string);
     db.pragma('user_version = 2');
     const ins = db.prepare('INSERT INTO file_cache(source, path, size, mtime_ns, ctime_ns, inode, content) VALUES (?, ?, ?, ?, ?, ?, ?)');
     const rows: [string, FileCacheEntry][] = [
@@ -218,7 +266,7 @@ describe('jobs', () => {
   it('record what started them; jobs from before migration 4 have no trigger', () => {
     const file = path.join(dir, 'jobs.db');
     const db = new Database(file);
-    for (let v = 0; v < 3; v++) db.exec(MIGRATIONS[v]!);
+    for (let v = 0; v < 3; v++) db.exec(MIGRATIONS[v] as string);
     db.pragma('user_version = 3');
     db.prepare("INSERT INTO jobs(kind, grp, state, started) VALUES ('backup', 'g', 'completed', 1)").run();
     db.close();

@@ -6,6 +6,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, write
 import path from 'node:path';
 import { StrataError } from '../errors.js';
 import { BlobIdSet } from './blob-id-set.js';
+import { fileCacheData, fileCacheEntry, FileCacheUpdate, unpackDirCache, type FileCacheEntry } from './file-cache.js';
 import { MIGRATIONS } from './migrations.js';
 
 /** The dedup set's snapshot file (saveKnownBlobIds): magic, generation (32 bytes, NUL-padded), SHA-256 of all else. */
@@ -46,14 +47,6 @@ export interface RecoveryPointRow {
   diskState: string;
   cloudState: string;
   serverId: string | null;
-}
-
-export interface FileCacheEntry {
-  size: number;
-  mtimeNs: string;
-  ctimeNs: string;
-  inode: string;
-  content: string[];
 }
 
 /** What started a job: a schedule of the daemon, or someone (the CLI, the console, the control API). */
@@ -121,7 +114,9 @@ export class Catalog {
     }
     for (let v = current; v < MIGRATIONS.length; v++) {
       this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[v]!);
+        const step = MIGRATIONS[v]!;
+        if (typeof step === 'string') this.db.exec(step);
+        else step(this.db);
         this.db.pragma(`user_version = ${v + 1}`);
       })();
     }
@@ -161,7 +156,7 @@ export class Catalog {
   /** Empties everything that is rebuilt from the pool (blobs, packs, index segments, recovery points, file cache). */
   clearPoolCache(): void {
     this.transaction(() => {
-      for (const t of ['blobs', 'packs', 'index_segments', 'recovery_points', 'file_cache']) this.db.exec(`DELETE FROM ${t}`);
+      for (const t of ['blobs', 'packs', 'index_segments', 'recovery_points', 'file_cache_dirs']) this.db.exec(`DELETE FROM ${t}`);
       this.db.prepare("DELETE FROM meta WHERE key = 'pool_id'").run();
     });
   }
@@ -473,47 +468,50 @@ export class Catalog {
     if (states.cloud !== undefined) this.db.prepare('UPDATE recovery_points SET cloud_state = ? WHERE id = ?').run(states.cloud, id);
   }
 
-  // --- file-metadata cache ---
+  // --- file-metadata cache (file-cache.ts) ---
   //
-  // Rows are keyed by (source, directory, name): a backup reads the rows of the directory it is walking
-  // (never the whole cache into memory) and writes back only what changed (FileCacheUpdate).
+  // One row per (source, directory): a backup reads the row of the directory it is walking (never the
+  // whole cache into memory) and writes back only the directories that changed (FileCacheUpdate).
 
   /** The cached entries of one directory of a source (`dir` relative, "" for the root): name → fileCacheData. */
   fileCacheDir(source: string, dir: string): Map<string, Buffer> {
-    const map = new Map<string, Buffer>();
-    const rows = this.#stmt('SELECT name, data FROM file_cache WHERE source = ? AND dir = ?').raw().all(source, dir) as [string, Buffer][];
-    for (const r of rows) map.set(r[0], r[1]);
-    return map;
+    const blob = this.#stmt('SELECT data FROM file_cache_dirs WHERE source = ? AND dir = ?').pluck().get(source, dir) as Buffer | undefined;
+    return blob ? unpackDirCache(blob) : new Map();
   }
 
   /** Every cached entry of a source, by path relative to the source (tests and tools; a backup reads per directory). */
   loadFileCache(source: string): Map<string, FileCacheEntry> {
     const map = new Map<string, FileCacheEntry>();
-    const rows = this.#stmt('SELECT dir, name, data FROM file_cache WHERE source = ?').raw().iterate(source) as Iterable<[string, string, Buffer]>;
-    for (const [dir, name, data] of rows) map.set(dir ? `${dir}/${name}` : name, fileCacheEntry(data));
+    const rows = this.#stmt('SELECT dir, data FROM file_cache_dirs WHERE source = ?').raw().iterate(source) as Iterable<[string, Buffer]>;
+    for (const [dir, blob] of rows) for (const [name, data] of unpackDirCache(blob)) map.set(dir ? `${dir}/${name}` : name, fileCacheEntry(data));
     return map;
   }
 
   /** The directories of a source that have cached entries. */
   fileCacheDirs(source: string): string[] {
-    return this.#stmt('SELECT DISTINCT dir FROM file_cache WHERE source = ?').pluck().all(source) as string[];
+    return this.#stmt('SELECT dir FROM file_cache_dirs WHERE source = ?').pluck().all(source) as string[];
   }
 
-  /** Starts an update of a source's cache: changes are staged (in a temporary table) and applied by `commit`. */
+  /** Starts an update of a source's cache: directories are staged (in a temporary table) and applied by `commit`. */
   fileCacheUpdate(source: string): FileCacheUpdate {
     return new FileCacheUpdate(this.db, source, `file_cache_pending_${++this.#pendingSeq}`);
   }
 
   /** Replaces a source's whole cache (after its recovery point has committed). */
   replaceFileCache(source: string, entries: Map<string, FileCacheEntry>): void {
+    const byDir = new Map<string, Map<string, Buffer>>();
+    for (const [p, e] of entries) {
+      const slash = p.lastIndexOf('/');
+      const dir = slash < 0 ? '' : p.slice(0, slash);
+      let d = byDir.get(dir);
+      if (!d) byDir.set(dir, (d = new Map()));
+      d.set(p.slice(slash + 1), fileCacheData(e));
+    }
     const update = this.fileCacheUpdate(source);
     try {
-      for (const [p, e] of entries) {
-        const slash = p.lastIndexOf('/');
-        update.put(slash < 0 ? '' : p.slice(0, slash), p.slice(slash + 1), e);
-      }
+      for (const [dir, d] of byDir) update.putDir(dir, d);
       this.transaction(() => {
-        this.#stmt('DELETE FROM file_cache WHERE source = ?').run(source);
+        this.#stmt('DELETE FROM file_cache_dirs WHERE source = ?').run(source);
         update.commit(null);
       });
     } finally {
@@ -522,7 +520,7 @@ export class Catalog {
   }
 
   clearFileCache(): void {
-    this.db.exec('DELETE FROM file_cache');
+    this.db.exec('DELETE FROM file_cache_dirs');
   }
 
   #pendingSeq = 0;
@@ -645,145 +643,6 @@ function toJobRow(r: Row): JobRow {
     result: parse(r['result']),
     error: (r['error'] as string | null) ?? null,
   };
-}
-
-/** Bytes of a file-cache entry before its content ids: size, mtime (ns), ctime (ns), inode; 64-bit big-endian each. */
-export const FILE_CACHE_HEADER = 32;
-
-/** A file-cache entry as stored: size u64 | mtimeNs i64 | ctimeNs i64 | inode u64 (big-endian) | content ids, 32 bytes each. */
-export function fileCacheData(e: { size: number | bigint; mtimeNs: string | bigint; ctimeNs: string | bigint; inode: string | bigint; content: readonly string[] }): Buffer {
-  const buf = Buffer.allocUnsafe(FILE_CACHE_HEADER + 32 * e.content.length);
-  buf.writeBigUInt64BE(BigInt(e.size), 0);
-  buf.writeBigInt64BE(BigInt(e.mtimeNs), 8);
-  buf.writeBigInt64BE(BigInt(e.ctimeNs), 16);
-  buf.writeBigUInt64BE(BigInt(e.inode), 24);
-  for (let i = 0; i < e.content.length; i++) {
-    const id = e.content[i]!;
-    if (id.length !== 64 || buf.write(id, FILE_CACHE_HEADER + 32 * i, 32, 'hex') !== 32) throw new Error(`not a content id: ${id}`);
-  }
-  return buf;
-}
-
-/** True when a stored entry was made for a file with exactly this size, mtime, ctime and inode. */
-export function fileCacheMatches(data: Buffer, st: { size: bigint; mtimeNs: bigint; ctimeNs: bigint; ino: bigint }): boolean {
-  return (
-    data.length >= FILE_CACHE_HEADER &&
-    (data.length - FILE_CACHE_HEADER) % 32 === 0 &&
-    data.readBigUInt64BE(0) === st.size &&
-    data.readBigInt64BE(8) === st.mtimeNs &&
-    data.readBigInt64BE(16) === st.ctimeNs &&
-    data.readBigUInt64BE(24) === st.ino
-  );
-}
-
-/** The content ids of a stored entry, in hex. */
-export function fileCacheContent(data: Buffer): string[] {
-  const n = (data.length - FILE_CACHE_HEADER) >>> 5;
-  const out = new Array<string>(n);
-  for (let i = 0; i < n; i++) out[i] = data.toString('hex', FILE_CACHE_HEADER + 32 * i, FILE_CACHE_HEADER + 32 * i + 32);
-  return out;
-}
-
-export function fileCacheEntry(data: Buffer): FileCacheEntry {
-  return {
-    size: Number(data.readBigUInt64BE(0)),
-    mtimeNs: data.readBigInt64BE(8).toString(),
-    ctimeNs: data.readBigInt64BE(16).toString(),
-    inode: data.readBigUInt64BE(24).toString(),
-    content: fileCacheContent(data),
-  };
-}
-
-/**
- * A pending update of one source's file-metadata cache, built during a backup and applied in the
- * transaction that records its recovery point. Puts and deletes are staged in a temporary table in
- * batches, so memory does not grow with the number of files read; nothing touches the cache itself
- * before `commit`. Always `discard` it (idempotent) when done.
- */
-export class FileCacheUpdate {
-  readonly #db: Database.Database;
-  readonly #source: string;
-  readonly #table: string;
-  #created = false;
-  #batch: unknown[][] = [];
-  /** Staged puts and deletes so far (the rows `commit` writes). */
-  staged = 0;
-
-  constructor(db: Database.Database, source: string, table: string) {
-    this.#db = db;
-    this.#source = source;
-    this.#table = table;
-  }
-
-  /** Stages an entry (new or changed) of directory `dir`. */
-  put(dir: string, name: string, e: FileCacheEntry | Buffer): void {
-    this.#push([dir, name, Buffer.isBuffer(e) ? e : fileCacheData(e)]);
-  }
-
-  /** Stages the removal of an entry (the file is gone, or no longer cacheable). */
-  delete(dir: string, name: string): void {
-    this.#push([dir, name, null]);
-  }
-
-  #push(row: unknown[]): void {
-    this.staged++;
-    this.#batch.push(row);
-    if (this.#batch.length >= 1024) this.#flush();
-  }
-
-  #flush(): void {
-    if (this.#batch.length === 0) return;
-    if (!this.#created) {
-      this.#db.exec(
-        `CREATE TEMP TABLE IF NOT EXISTS ${this.#table} (dir TEXT NOT NULL, name TEXT NOT NULL, data BLOB, PRIMARY KEY (dir, name)) WITHOUT ROWID`,
-      );
-      // Written once, read once at commit: a small page cache (the default is 16 MiB of process memory).
-      this.#db.pragma('temp.cache_size = -2048');
-      this.#created = true;
-    }
-    const ins = this.#db.prepare(`INSERT OR REPLACE INTO temp.${this.#table} VALUES (?, ?, ?)`);
-    const rows = this.#batch;
-    this.#batch = [];
-    this.#db.transaction(() => {
-      for (const r of rows) ins.run(...r);
-    })();
-  }
-
-  /**
-   * Applies the staged changes; with `keepDirs`, also drops the entries of every directory not in it
-   * (directories gone or no longer walked). Run it inside the caller's transaction.
-   */
-  commit(keepDirs: ReadonlySet<string> | null): void {
-    if (keepDirs) {
-      const del = this.#db.prepare('DELETE FROM file_cache WHERE source = ? AND dir = ?');
-      const dirs = this.#db.prepare('SELECT DISTINCT dir FROM file_cache WHERE source = ?').pluck().all(this.#source) as string[];
-      for (const d of dirs) if (!keepDirs.has(d)) del.run(this.#source, d);
-    }
-    const rows = this.#batch;
-    this.#batch = [];
-    if (this.#created) {
-      this.#db
-        .prepare(`DELETE FROM file_cache WHERE source = ? AND (dir, name) IN (SELECT dir, name FROM temp.${this.#table} WHERE data IS NULL)`)
-        .run(this.#source);
-      this.#db
-        .prepare(`INSERT OR REPLACE INTO file_cache(source, dir, name, data) SELECT ?, dir, name, data FROM temp.${this.#table} WHERE data IS NOT NULL`)
-        .run(this.#source);
-    }
-    // The last batch, never staged: applied directly, in order (a later row for the same name wins).
-    const put = this.#db.prepare('INSERT OR REPLACE INTO file_cache(source, dir, name, data) VALUES (?, ?, ?, ?)');
-    const del = this.#db.prepare('DELETE FROM file_cache WHERE source = ? AND dir = ? AND name = ?');
-    for (const r of rows) {
-      if (r[2] === null) del.run(this.#source, r[0], r[1]);
-      else put.run(this.#source, ...r);
-    }
-  }
-
-  /** Drops the staging table. */
-  discard(): void {
-    this.#batch = [];
-    if (this.#created && this.#db.open) this.#db.exec(`DROP TABLE IF EXISTS temp.${this.#table}`);
-    this.#created = false;
-  }
 }
 
 /** A blob index read ahead of its use, with the generation it is exact for (Catalog.blobIndexSnapshot). */

@@ -1,6 +1,11 @@
 // Versioned schema migrations. Each runs once, in order, inside a transaction; user_version records the last.
+import type Database from 'better-sqlite3';
+import { packFileCacheRows } from './file-cache.js';
 
-export const MIGRATIONS: string[] = [
+/** SQL to run, or a step that needs code (converting rows to a format SQL cannot write). */
+export type Migration = string | ((db: Database.Database) => void);
+
+export const MIGRATIONS: Migration[] = [
   // 1: the disk half
   `
   CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -110,4 +115,8 @@ export const MIGRATIONS: string[] = [
   INSERT INTO blob_generation(n) VALUES (random());
   CREATE TRIGGER blobs_deleted AFTER DELETE ON blobs BEGIN UPDATE blob_generation SET n = random(); END;
   `,
+  // 6: the file-metadata cache as one row per directory, its entries packed in one blob (file-cache.ts):
+  // a backup's walk read 53k rows one per file, which cost ~4x the time of reading 2.8k directories.
+  // The entries are converted, not dropped: the next backup still skips unchanged files.
+  packFileCacheRows,
 ];

@@ -2,7 +2,8 @@
 // the index segment and the manifest, in that order (DESIGN.md: write order).
 import { promises as fs, type BigIntStats } from 'node:fs';
 import type { BlobIdSet } from '../catalog/blob-id-set.js';
-import { fileCacheContent, fileCacheData, fileCacheMatches, FILE_CACHE_HEADER, type Catalog, type FileCacheUpdate } from '../catalog/catalog.js';
+import type { Catalog } from '../catalog/catalog.js';
+import { fileCacheContent, fileCacheData, fileCacheMatches, FILE_CACHE_HEADER, type FileCacheUpdate } from '../catalog/file-cache.js';
 import type { Clock } from '../clock.js';
 import { crashPoint } from '../crash.js';
 import { gearTable } from '../crypto/hash.js';
@@ -104,11 +105,15 @@ interface Scan {
   error: unknown;
 }
 
-/** The file-metadata cache entries of the directory being walked. */
+/** The file-metadata cache entries of a directory being walked, as stored and as they will be. */
 interface DirCache {
   dir: string;
-  /** name → the stored entry (catalog.ts fileCacheData). */
+  /** name → the stored entry (file-cache.ts fileCacheData). */
   old: Map<string, Buffer>;
+  /** The entries to store once every file of the directory is done: kept ones and newly read ones. */
+  next: Map<string, Buffer>;
+  /** Set when `next` holds an entry that is not in `old` as it is. */
+  changed: boolean;
 }
 
 /** A tree node still being produced: the walk goes on while files are read and subtrees stored. */
@@ -446,11 +451,10 @@ class BackupRun {
     await this.#yieldToEvents();
     this.stats.dirs++;
     const { entries, error } = await this.#scan(abs, rel);
-    // This directory's cache entries: each file entry decides about its own (kept, replaced or
-    // dropped); entries no longer a file here are dropped below.
+    // This directory's cache entries: each file puts its own in `next` (kept or new); what is not
+    // there once all are done (gone, unreadable, changed while read) is dropped.
     this.walkedDirs.add(rel);
-    const cache: DirCache = { dir: rel, old: this.catalog.fileCacheDir(this.cacheSource, rel) };
-    const fileNames = cache.old.size > 0 ? new Set<string>() : null;
+    const cache: DirCache = { dir: rel, old: this.catalog.fileCacheDir(this.cacheSource, rel), next: new Map(), changed: false };
     if (error) this.#warn(rel, `cannot list directory: ${errCode(error)}`, ++this.#seq);
     const nodes: PendingNode[] = [];
     for (let i = 0; i < entries.length; i++) {
@@ -466,7 +470,6 @@ class BackupRun {
         const sub = await this.#dir(e.abs, e.rel);
         nodes.push(quiet(sub.tree.then((subtree): TreeNode => ({ ...meta, type: 'dir', subtree }))));
       } else if (cst.kind === 'file') {
-        fileNames?.add(e.name);
         nodes.push((await this.#file(e.abs, e.rel, cst, meta, seq, cache)).node);
       } else if (cst.kind === 'symlink') {
         try {
@@ -480,8 +483,12 @@ class BackupRun {
         this.#warn(e.rel, `skipped: a ${cst.kind} cannot be backed up`, seq);
       }
     }
-    if (fileNames) for (const name of cache.old.keys()) if (!fileNames.has(name)) this.cacheUpdate.delete(rel, name);
-    const tree = quiet(Promise.all(nodes).then((done) => this.#storeTree(done.filter((n): n is TreeNode => n !== null))));
+    const tree = quiet(
+      Promise.all(nodes).then((done) => {
+        if (cache.changed || cache.next.size !== cache.old.size) this.cacheUpdate.putDir(rel, cache.next);
+        return this.#storeTree(done.filter((n): n is TreeNode => n !== null));
+      }),
+    );
     return { tree };
   }
 
@@ -521,7 +528,7 @@ class BackupRun {
         const later = quiet(
           seen.done.then(async (first) => {
             if (!first) return (await this.#read(abs, rel, st, node, seq, linkKey, cache)).node; // the first link could not be read: this one stands alone
-            if (cache.old.has(node.name)) this.cacheUpdate.delete(cache.dir, node.name); // a later link is never cached
+            // (A later link is never cached.)
             node.linkGroup = seen.relPath;
             node.content = first.content;
             node.size = first.size;
@@ -535,6 +542,7 @@ class BackupRun {
     const cached = cache.old.get(meta.name);
     if (cached && fileCacheMatches(cached, st) && this.#allKnown(cached)) {
       node.content = fileCacheContent(cached);
+      cache.next.set(meta.name, cached);
       if (linkKey) {
         node.linkGroup = rel;
         this.hardlinks.set(linkKey, { relPath: rel, done: Promise.resolve({ content: node.content, size }) });
@@ -564,7 +572,6 @@ class BackupRun {
 
   #readDone(rel: string, before: EntryStat, node: TreeNode, seq: number, o: FileOutcome, cache: DirCache): TreeNode | null {
     if (o.error) {
-      if (cache.old.has(node.name)) this.cacheUpdate.delete(cache.dir, node.name);
       this.#warn(rel, o.error, seq);
       return null;
     }
@@ -576,9 +583,8 @@ class BackupRun {
     node.content = o.content;
     node.size = o.size;
     if (!changed) {
-      this.cacheUpdate.put(cache.dir, node.name, fileCacheData({ size: before.size, mtimeNs: before.mtimeNs, ctimeNs: before.ctimeNs, inode: before.ino, content: o.content }));
-    } else if (cache.old.has(node.name)) {
-      this.cacheUpdate.delete(cache.dir, node.name);
+      cache.next.set(node.name, fileCacheData({ size: before.size, mtimeNs: before.mtimeNs, ctimeNs: before.ctimeNs, inode: before.ino, content: o.content }));
+      cache.changed = true;
     }
     this.stats.files++;
     this.stats.bytes += o.size;
