@@ -5,11 +5,9 @@ import path from 'node:path';
 import type { StrataConfig } from '../config/types.js';
 import { StrataError, type ErrorKind } from '../errors.js';
 import type { ErrorPayload, JobEvent, JobProgress } from './job-runner.js';
+import { socketPathOf } from './socket-path.js';
 
-/** The daemon's control socket in a state directory. (Here, not in daemon.ts: the CLI imports this module on every job, and daemon.ts pulls in the console, metrics and the embedded vault.) */
-export function socketPathOf(stateDir: string): string {
-  return path.join(stateDir, 'strata.sock');
-}
+export { socketPathOf } from './socket-path.js';
 
 const KINDS: ErrorKind[] = ['usage', 'input', 'gate', 'failed'];
 

@@ -2,15 +2,11 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { StrataError } from '../errors.js';
+import { configRelative } from './path.js';
 import { validateConfig } from './schema.js';
 import type { StrataConfig } from './types.js';
 
-export const DEFAULT_CONFIG_PATH = '/etc/strata/strata.json';
-
-/** `--config`, then $STRATA_CONFIG, then /etc/strata/strata.json. */
-export function resolveConfigPath(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
-  return path.resolve(flag ?? env['STRATA_CONFIG'] ?? DEFAULT_CONFIG_PATH);
-}
+export { DEFAULT_CONFIG_PATH, resolveConfigPath } from './path.js';
 
 export function loadConfig(file: string): StrataConfig {
   let text: string;
@@ -45,8 +41,7 @@ export function normalizeConfig(raw: unknown, file: string): StrataConfig {
     protectionGroups: valid.protectionGroups ?? [],
     subscription: valid.subscription ?? { provider: 'static', state: 'active' },
   };
-  const base = path.dirname(path.resolve(file));
-  const abs = (p: string) => path.resolve(base, p);
+  const abs = (p: string) => configRelative(file, p);
   const normalized: StrataConfig = {
     ...config,
     stateDir: abs(config.stateDir),

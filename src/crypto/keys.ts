@@ -41,7 +41,48 @@ export function generateMasterKeys(): MasterKeys {
   return { encKey: randomBytes(32), idKey: randomBytes(32), chunkerKey: randomBytes(32) };
 }
 
+/**
+ * Key derivations started ahead of their use (deriveSlotKeyAhead), by parameters, salt and passphrase;
+ * each is taken by the first `scrypt` call it fits, once.
+ */
+const ahead = new Map<string, Promise<Buffer>>();
+
+function aheadKey(passphrase: string, salt: Buffer, params: ScryptParams): string {
+  return `${params.N}:${params.r}:${params.p}:${salt.toString('base64')}:${passphrase}`;
+}
+
+/**
+ * Starts deriving the key that opens `slot` with `passphrase` now (scrypt, on libuv's thread pool), so
+ * that opening the pool later finds it done or under way (the CLI's early start, before the command's
+ * modules load). Nothing is decided here: a wrong passphrase or a damaged slot is found by openKeySlot.
+ */
+export function deriveSlotKeyAhead(slot: KeySlot, passphrase: string): void {
+  if (slot.kdf !== 'scrypt' || typeof slot.salt !== 'string' || !(slot.N > 1 && slot.N <= 2 ** 22)) return;
+  const salt = Buffer.from(slot.salt, 'base64');
+  const params = { N: slot.N, r: slot.r, p: slot.p };
+  const key = aheadKey(passphrase, salt, params);
+  if (ahead.has(key)) return;
+  const derived = runScrypt(passphrase, salt, params);
+  derived.catch(() => {}); // reported to whoever takes it
+  ahead.set(key, derived);
+}
+
+/** Derivations started ahead and not taken yet. */
+export function keysDerivingAhead(): number {
+  return ahead.size;
+}
+
 function scrypt(passphrase: string, salt: Buffer, params: ScryptParams): Promise<Buffer> {
+  const key = aheadKey(passphrase, salt, params);
+  const early = ahead.get(key);
+  if (early) {
+    ahead.delete(key);
+    return early;
+  }
+  return runScrypt(passphrase, salt, params);
+}
+
+function runScrypt(passphrase: string, salt: Buffer, params: ScryptParams): Promise<Buffer> {
   const options: ScryptOptions = { N: params.N, r: params.r, p: params.p, maxmem: 256 * params.N * params.r + 16 * 1024 * 1024 };
   return new Promise((resolve, reject) => scryptCb(passphrase, salt, 32, options, (err, key) => (err ? reject(err) : resolve(key))));
 }
