@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -96,6 +96,27 @@ describe('file-metadata cache', () => {
     v.discard();
     expect(c.loadFileCache('src')).toEqual(expected);
     c.close();
+  });
+
+  it('refuses a catalog from a newer strata with a way out that works: move it aside, rebuild', () => {
+    const file = path.join(dir, 'newer.db');
+    Catalog.open(file).close();
+    const db = new Database(file);
+    db.pragma(`user_version = ${MIGRATIONS.length + 1}`);
+    db.close();
+    let err: unknown;
+    try {
+      Catalog.open(file);
+    } catch (e) {
+      err = e;
+    }
+    expect((err as { code?: string }).code).toBe('STRATA_CATALOG_VERSION');
+    expect((err as Error).message).toMatch(/move the file aside and run 'strata catalog rebuild'/);
+    // What the message says to do: a fresh catalog opens where the old one was.
+    renameSync(file, `${file}.newer`);
+    const fresh = Catalog.open(file);
+    expect(fresh.db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length);
+    fresh.close();
   });
 
   it('migration 6 packs the rows of each directory into one, for every source', () => {

@@ -110,7 +110,7 @@ export class Catalog {
   #migrate(): void {
     const current = this.db.pragma('user_version', { simple: true }) as number;
     if (current > MIGRATIONS.length) {
-      throw new StrataError('STRATA_CATALOG_VERSION', `the catalog ${this.file} is from a newer strata (schema ${current}); upgrade strata or rebuild the catalog`);
+      throw new StrataError('STRATA_CATALOG_VERSION', `the catalog ${this.file} is from a newer strata (schema ${current}, this one knows ${MIGRATIONS.length}); upgrade strata, or move the file aside and run 'strata catalog rebuild' (the job history stays in the moved file)`);
     }
     for (let v = current; v < MIGRATIONS.length; v++) {
       this.db.transaction(() => {
