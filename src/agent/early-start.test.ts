@@ -1,4 +1,5 @@
-import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -78,6 +79,17 @@ describe('what the CLI starts before loading a command', () => {
     await none(['status', '--config', config]);
     await none(['check', '--config', path.join(dir, 'missing.json')]);
     await none(['check'], { STRATA_CONFIG: path.join(dir, 'passphrase') }); // not JSON
+    // A config or passphrase file that is a pipe is left unread for the command (a read would block here
+    // with no writer, and take what the command must read).
+    const fifo = path.join(dir, 'config.fifo');
+    execFileSync('mkfifo', [fifo]);
+    try {
+      await none(['check', '--config', fifo]);
+      await writeFile(path.join(dir, 'fifo-secret.json'), JSON.stringify({ stateDir: 'state', pool: 'pool', scratch: 'scratch', passphraseFile: 'config.fifo' }));
+      await none(['check', '--config', path.join(dir, 'fifo-secret.json')]);
+    } finally {
+      await rm(fifo);
+    }
     // A daemon's control socket: a backup or restore goes to the daemon (a check never does).
     const socket = path.join(dir, 'state', 'strata.sock');
     await writeFile(socket, '');

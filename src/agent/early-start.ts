@@ -5,7 +5,7 @@
 // - for a backup, restore or check, the derivation of the key that opens the pool (scrypt, ~0.35 s of
 //   CPU on libuv's thread pool), found from the config with nothing but node:fs. Before, it started
 //   once the command's modules were loaded and the config validated: ~0.3 s into the process.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { configRelative, resolveConfigPath } from '../config/path.js';
 import { deriveSlotKeyAhead, parseKeySlot } from '../crypto/keys.js';
@@ -61,12 +61,15 @@ function optionValue(argv: readonly string[], name: string): string | undefined 
  * Reads the config's pool, passphrase file and state directory as the command will (config/path.ts),
  * and starts deriving the key of the pool's key slot when it has exactly one (with several, the pool
  * tries them in turn and a guess could waste the CPU). Skipped when a daemon's control socket is there
- * (a backup or restore then runs in the daemon, `STRATA_NO_DAEMON=1` aside), or when anything is
- * missing or malformed: the command reports that.
+ * (a backup or restore then runs in the daemon, `STRATA_NO_DAEMON=1` aside), when the config or the
+ * passphrase file is not a regular file (a pipe must be left for the command to read), or when anything
+ * is missing or malformed: the command reports that.
  */
 function deriveKeyAhead(argv: readonly string[], env: NodeJS.ProcessEnv, options: { daemonMayRun: boolean }): void {
   try {
     const file = resolveConfigPath(optionValue(argv, '--config'), env);
+    // Regular files only: a pipe (`--config <(…)`, a FIFO) can be read once, and that read is the command's.
+    if (!statSync(file).isFile()) return;
     const config = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
     const { pool, passphraseFile, stateDir } = config;
     if (typeof pool !== 'string' || typeof passphraseFile !== 'string' || typeof stateDir !== 'string') return;
@@ -74,7 +77,9 @@ function deriveKeyAhead(argv: readonly string[], env: NodeJS.ProcessEnv, options
     const keys = path.join(configRelative(file, pool), 'keys');
     const slots = readdirSync(keys);
     if (slots.length !== 1) return;
-    const { passphrase } = readPassphraseFile(configRelative(file, passphraseFile));
+    const secret = configRelative(file, passphraseFile);
+    if (!statSync(secret).isFile()) return;
+    const { passphrase } = readPassphraseFile(secret);
     deriveSlotKeyAhead(parseKeySlot(readFileSync(path.join(keys, slots[0]!)), slots[0]!), passphrase);
   } catch {
     // the command finds the same problem and reports it
