@@ -41,6 +41,12 @@ export function generateMasterKeys(): MasterKeys {
   return { encKey: randomBytes(32), idKey: randomBytes(32), chunkerKey: randomBytes(32) };
 }
 
+/** A slot's scrypt salt and parameters, or null when they are not a derivation this code would run. */
+function slotKdf(slot: KeySlot): { salt: Buffer; params: ScryptParams } | null {
+  if (slot.kdf !== 'scrypt' || typeof slot.salt !== 'string' || !(slot.N > 1 && slot.N <= 2 ** 22)) return null;
+  return { salt: Buffer.from(slot.salt, 'base64'), params: { N: slot.N, r: slot.r, p: slot.p } };
+}
+
 /**
  * Key derivations started ahead of their use (deriveSlotKeyAhead), by parameters, salt and passphrase;
  * each is taken by the first `scrypt` call it fits, once.
@@ -57,9 +63,9 @@ function aheadKey(passphrase: string, salt: Buffer, params: ScryptParams): strin
  * modules load). Nothing is decided here: a wrong passphrase or a damaged slot is found by openKeySlot.
  */
 export function deriveSlotKeyAhead(slot: KeySlot, passphrase: string): void {
-  if (slot.kdf !== 'scrypt' || typeof slot.salt !== 'string' || !(slot.N > 1 && slot.N <= 2 ** 22)) return;
-  const salt = Buffer.from(slot.salt, 'base64');
-  const params = { N: slot.N, r: slot.r, p: slot.p };
+  const kdf = slotKdf(slot);
+  if (!kdf) return;
+  const { salt, params } = kdf;
   const key = aheadKey(passphrase, salt, params);
   if (ahead.has(key)) return;
   const derived = runScrypt(passphrase, salt, params);
@@ -109,10 +115,9 @@ export async function createKeySlot(keys: MasterKeys, passphrase: string, option
 
 /** Unwraps a slot; returns null when the passphrase does not open it. Throws on a malformed slot. */
 export async function openKeySlot(slot: KeySlot, passphrase: string): Promise<MasterKeys | null> {
-  if (slot.kdf !== 'scrypt' || typeof slot.salt !== 'string' || typeof slot.data !== 'string' || !(slot.N > 1 && slot.N <= 2 ** 22)) {
-    throw new StrataError('STRATA_KEY_SLOT_INVALID', 'key slot is malformed');
-  }
-  const kek = await scrypt(passphrase, Buffer.from(slot.salt, 'base64'), { N: slot.N, r: slot.r, p: slot.p });
+  const kdf = slotKdf(slot);
+  if (!kdf || typeof slot.data !== 'string') throw new StrataError('STRATA_KEY_SLOT_INVALID', 'key slot is malformed');
+  const kek = await scrypt(passphrase, kdf.salt, kdf.params);
   let plain: Buffer;
   try {
     plain = open(kek, Buffer.from(slot.data, 'base64'), SLOT_AAD, 'key slot');
