@@ -5,9 +5,9 @@ import path from 'node:path';
 import type { StrataConfig } from '../config/types.js';
 import { StrataError, type ErrorKind } from '../errors.js';
 import type { ErrorPayload, JobEvent, JobProgress } from './job-runner.js';
-import { socketPathOf } from './socket-path.js';
+import { daemonBypassed, socketPathOf } from './socket-path.js';
 
-export { socketPathOf } from './socket-path.js';
+export { daemonBypassed, socketPathOf } from './socket-path.js';
 
 const KINDS: ErrorKind[] = ['usage', 'input', 'gate', 'failed'];
 
@@ -203,7 +203,7 @@ export type DaemonJobRequest =
  * against the CLI's working directory. `STRATA_NO_DAEMON=1` forces in-process.
  */
 export async function tryDaemon<T>(inv: DaemonCaller, opts: { config?: string }, request: DaemonJobRequest, onProgress?: (p: JobProgress) => void): Promise<T | null> {
-  if (process.env['STRATA_NO_DAEMON'] === '1') return null;
+  if (daemonBypassed()) return null;
   const client = ControlClient.forConfig(inv.context(opts).config);
   if (!(await client.available())) return null;
   if ('backup' in request) {

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { configRelative, resolveConfigPath } from '../config/path.js';
 import { deriveSlotKeyAhead, parseKeySlot } from '../crypto/keys.js';
 import { readPassphraseFile } from '../crypto/passphrase.js';
-import { socketPathOf } from './socket-path.js';
+import { daemonBypassed, socketPathOf } from './socket-path.js';
 import type { SpareWorkers } from '../replica/pipeline/worker-pool.js';
 import { spareLister } from '../replica/pipeline/workers.js';
 
@@ -73,7 +73,7 @@ function deriveKeyAhead(argv: readonly string[], env: NodeJS.ProcessEnv, options
     const config = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
     const { pool, passphraseFile, stateDir } = config;
     if (typeof pool !== 'string' || typeof passphraseFile !== 'string' || typeof stateDir !== 'string') return;
-    if (options.daemonMayRun && env['STRATA_NO_DAEMON'] !== '1' && existsSync(socketPathOf(configRelative(file, stateDir)))) return;
+    if (options.daemonMayRun && !daemonBypassed(env) && existsSync(socketPathOf(configRelative(file, stateDir)))) return;
     const keys = path.join(configRelative(file, pool), 'keys');
     const slots = readdirSync(keys);
     if (slots.length !== 1) return;

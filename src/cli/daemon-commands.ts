@@ -115,8 +115,9 @@ function pruneCommand(program: Command, inv: Invocation): void {
       const progress = inv.progress(opts);
       let r: PruneJobResult;
       try {
-        const client = (await import('../agent/control-client.js')).ControlClient.forConfig(ctx.config);
-        const viaDaemon = process.env['STRATA_NO_DAEMON'] !== '1' && (await client.available());
+        const { ControlClient, daemonBypassed } = await import('../agent/control-client.js');
+        const client = ControlClient.forConfig(ctx.config);
+        const viaDaemon = !daemonBypassed() && (await client.available());
         r = viaDaemon
           ? await client.runJob<PruneJobResult>('/prune', { dryRun: opts.dryRun ?? false }, (p) => progress.update(p))
           : await (await import('../agent/prune.js')).runPrune(ctx, { dryRun: opts.dryRun ?? false, onProgress: (p) => progress.update({ label: `prune: ${p.phase}`, done: p.done, total: p.total, unit: 'items' }) });
