@@ -129,8 +129,6 @@ export class FileCacheUpdate {
   #created = false;
   #batch: [string, Buffer | null][] = [];
   #batchBytes = 0;
-  /** Directories staged so far (the rows `commit` writes). */
-  staged = 0;
 
   constructor(db: Database.Database, source: string, table: string) {
     this.#db = db;
@@ -141,7 +139,6 @@ export class FileCacheUpdate {
   /** Stages directory `dir`'s entries (name → fileCacheData), replacing all it had; none removes its row. */
   putDir(dir: string, entries: ReadonlyMap<string, Uint8Array>): void {
     const data = entries.size > 0 ? packDirCache(entries) : null;
-    this.staged++;
     this.#batch.push([dir, data]);
     this.#batchBytes += data?.length ?? 0;
     if (this.#batch.length >= 1024 || this.#batchBytes >= STAGE_BYTES) this.#flush();
