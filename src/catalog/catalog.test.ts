@@ -18,6 +18,17 @@ afterEach(async () => {
 });
 
 const id = (n: number) => Buffer.alloc(32, n).toString('hex');
+
+/** A catalog file at an older schema (the first `version` migrations applied), as an older strata left it. */
+function catalogAtSchema(file: string, version: number): Database.Database {
+  const db = new Database(file);
+  for (const step of MIGRATIONS.slice(0, version)) {
+    if (typeof step === 'string') db.exec(step);
+    else step(db);
+  }
+  db.pragma(`user_version = ${version}`);
+  return db;
+}
 const entry = (n: number, content = [id(n)]): FileCacheEntry => ({ size: n, mtimeNs: `${1_700_000_000_000_000_000n + BigInt(n)}`, ctimeNs: `${n * 7}`, inode: `${n + 100}`, content });
 
 describe('file-metadata cache', () => {
@@ -121,9 +132,7 @@ describe('file-metadata cache', () => {
 
   it('migration 6 packs the rows of each directory into one, for every source', () => {
     const file = path.join(dir, 'v5.db');
-    const db = new Database(file);
-    for (let v = 0; v < 5; v++) db.exec(MIGRATIONS[v] as string);
-    db.pragma('user_version = 5');
+    const db = catalogAtSchema(file, 5);
     const ins = db.prepare('INSERT INTO file_cache(source, dir, name, data) VALUES (?, ?, ?, ?)');
     const rows: [string, string, string, FileCacheEntry][] = [];
     for (let i = 0; i < 500; i++) rows.push([`g\u0000/src${i % 2}`, i % 10 === 0 ? '' : `a/d${i % 13}`, `f${i}`, entry(i, i % 3 === 0 ? [] : [id(i % 250)])]);
@@ -143,9 +152,7 @@ describe('file-metadata cache', () => {
 
   it('migration 3 converts the old cache rows (path, JSON content) and drops a row it cannot convert', () => {
     const file = path.join(dir, 'old.db');
-    const db = new Database(file);
-    for (let v = 0; v < 2; v++) db.exec(MIGRATIONS[v] as string);
-    db.pragma('user_version = 2');
+    const db = catalogAtSchema(file, 2);
     const ins = db.prepare('INSERT INTO file_cache(source, path, size, mtime_ns, ctime_ns, inode, content) VALUES (?, ?, ?, ?, ?, ?, ?)');
     const rows: [string, FileCacheEntry][] = [
       ['top.txt', entry(1)],
@@ -286,9 +293,7 @@ describe('the dedup set snapshot', () => {
 describe('jobs', () => {
   it('record what started them; jobs from before migration 4 have no trigger', () => {
     const file = path.join(dir, 'jobs.db');
-    const db = new Database(file);
-    for (let v = 0; v < 3; v++) db.exec(MIGRATIONS[v] as string);
-    db.pragma('user_version = 3');
+    const db = catalogAtSchema(file, 3);
     db.prepare("INSERT INTO jobs(kind, grp, state, started) VALUES ('backup', 'g', 'completed', 1)").run();
     db.close();
 
