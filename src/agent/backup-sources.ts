@@ -39,3 +39,8 @@ export function sourceExclude(source: SourceConfig, request: { exclude?: string[
 export function listableEarly(source: SourceConfig): boolean {
   return source.type !== 'sqlite' && !source.pre;
 }
+
+/** How a backup's progress is labelled (the CLI's progress line, a follower's events): the source, and its pre command while it runs. */
+export function backupLabel(p: { source: string; phase: string }): string {
+  return p.phase === 'pre command' ? `backup ${p.source}: pre command` : `backup ${p.source}`;
+}

@@ -9,7 +9,7 @@ import type { JobRow, JobTrigger } from '../catalog/catalog.js';
 import { StrataError } from '../errors.js';
 import type { AgentContext } from './context.js';
 import type { CheckReport } from '../replica/check.js';
-import { backupSources } from './backup-sources.js';
+import { backupLabel, backupSources } from './backup-sources.js';
 import { runBackup, runCheck, runRestore, type BackupJobResult, type RestoreJobOptions } from './jobs.js';
 import { errorChain } from './log.js';
 import { runPrune, type DeletedObjects, type PruneJobResult } from './prune.js';
@@ -119,7 +119,7 @@ export class JobRunner {
         trigger: job.trigger,
         signal: job.controller.signal,
         onStarted: (id) => this.#started(job, id),
-        onProgress: (p) => this.#progress(job, { label: `backup ${p.source}`, done: p.bytes, total: p.totalBytes, unit: 'bytes', detail: p }),
+        onProgress: (p) => this.#progress(job, { label: backupLabel(p), done: p.bytes, total: p.totalBytes, unit: 'bytes', detail: p }),
         onFileError: (source, rel, message) => {
           job.failedFiles.push(`${source}: ${rel}: ${message}`);
           this.#emit(job, { type: 'file-error', jobId: job.jobId ?? 0, source, path: rel, message });

@@ -226,7 +226,11 @@ async function backupSource(
     },
   };
   try {
-    if (source.pre) await runHook(source.pre, 'pre', source.path);
+    if (source.pre) {
+      // Reported, so that a follower (or `strata status`) sees the job in its pre command, which may take long (a dump).
+      hooks.onProgress({ phase: 'pre command', files: 0, bytes: 0, totalFiles: null, totalBytes: null, newBytes: 0, currentPath: '' });
+      await runHook(source.pre, 'pre', source.path);
+    }
     try {
       if (source.type === 'sqlite') {
         const snap = await snapshotSqlite(source.path, ctx.config.scratch);

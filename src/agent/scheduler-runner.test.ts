@@ -175,5 +175,9 @@ describe('SchedulerRunner', () => {
     const fast = scaledClock(base, 600);
     base.advance(1000);
     expect(fast.now()).toBe(1000 + 600_000);
+    const noon = Date.parse('2030-06-01T12:00:00Z');
+    const fromNoon = scaledClock(base, 600, noon);
+    base.advance(1000);
+    expect(fromNoon.now()).toBe(noon + 600_000);
   });
 });

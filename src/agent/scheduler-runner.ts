@@ -178,14 +178,18 @@ function jobKind(e: Entry): string {
 }
 
 /**
- * A clock running `scale` times faster than `base` from the moment it is made (tests: a 15-minute
- * schedule fires every 1.5 s at scale 600). `STRATA_SCHEDULE_SCALE` sets it for the daemon's scheduler only.
+ * A clock running `scale` times faster than `base` from the moment it is made, reading `start` then
+ * (default: `base`'s time). Tests: a 15-minute schedule fires every 1.5 s at scale 600, and a chosen
+ * start keeps the daily schedules out of the test's few scaled hours whatever the time of day (at 600×,
+ * 20 s of a test are 3 h 20 min of schedule time: started at 23:45, a daily 00:00 schedule fired).
+ * `STRATA_SCHEDULE_SCALE` and `STRATA_SCHEDULE_START` set them for the daemon's scheduler only.
  */
-export function scaledClock(base: Clock, scale: number): Clock {
-  if (!(scale > 0) || scale === 1) return base;
+export function scaledClock(base: Clock, scale: number, start?: number): Clock {
+  if (!(scale > 0) || (scale === 1 && start === undefined)) return base;
   const origin = base.now();
+  const from = start ?? origin;
   return {
-    now: () => origin + (base.now() - origin) * scale,
+    now: () => from + (base.now() - origin) * scale,
     sleep: (ms, signal) => base.sleep(Math.max(1, ms / scale), signal),
     every: (ms, fn) => base.every(Math.max(1, ms / scale), fn),
   };

@@ -3,6 +3,7 @@
 import { Command, CommanderError, Option } from 'commander';
 export { EXIT } from './invocation.js';
 import { readFileSync } from 'node:fs';
+import { backupLabel } from '../agent/backup-sources.js';
 import { closeEarly, type EarlyStart } from '../agent/early-start.js';
 import { errorChain } from '../agent/log.js';
 // The job modules (and what they import) are loaded by the command that runs them, so that
@@ -78,7 +79,7 @@ function build(inv: Invocation, setExit: (code: number) => void): Command {
           ...(opts.path !== undefined ? { path: opts.path } : {}),
           ...(opts.exclude ? { exclude: opts.exclude } : {}),
           ...(opts.to ? { to: opts.to as 'disk' | 'cloud' | 'both' } : {}),
-          onProgress: (p) => progress.update({ label: `backup ${p.source}`, done: p.bytes, total: p.totalBytes, unit: 'bytes' }),
+          onProgress: (p) => progress.update({ label: backupLabel(p), done: p.bytes, total: p.totalBytes, unit: 'bytes' }),
           onFileError: (source, rel, message) => failedFiles.push(`${source}: ${rel}: ${message}`),
         });
       } finally {

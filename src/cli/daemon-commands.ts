@@ -27,11 +27,14 @@ function daemonCommand(program: Command, inv: Invocation): void {
     .action(async (opts: CommonOptions) => {
       const config = loadConfig(resolveConfigPath(opts.config));
       const clock = processClock();
-      // Test-only: STRATA_SCHEDULE_SCALE=N reads schedules on a clock N times faster (a 15-minute schedule every 15/N minutes).
+      // Test-only: STRATA_SCHEDULE_SCALE=N reads schedules on a clock N times faster (a 15-minute schedule
+      // every 15/N minutes), and STRATA_SCHEDULE_START (ms since the epoch) is that clock's time at start.
       const scale = Number(process.env['STRATA_SCHEDULE_SCALE'] ?? 1);
+      const start = Number(process.env['STRATA_SCHEDULE_START'] ?? NaN);
       const { startDaemon } = await import('../agent/daemon.js');
       const { scaledClock } = await import('../agent/scheduler-runner.js');
-      const handle = await startDaemon(config, { clock, ...(scale > 0 && scale !== 1 ? { scheduleClock: scaledClock(clock, scale) } : {}) });
+      const scheduleClock = scale > 0 && (scale !== 1 || Number.isFinite(start)) ? scaledClock(clock, scale, Number.isFinite(start) ? start : undefined) : null;
+      const handle = await startDaemon(config, { clock, ...(scheduleClock ? { scheduleClock } : {}) });
       const onSignal = (sig: string) => void handle.stop(sig);
       process.once('SIGTERM', onSignal);
       process.once('SIGINT', onSignal);

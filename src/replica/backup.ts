@@ -33,7 +33,8 @@ const EARLY_SUBMITS = 1024;
 const WALK_SLICE_MS = 5;
 
 export interface BackupProgress {
-  phase: 'scanning' | 'backing up' | 'committing';
+  /** 'pre command': the source's pre command runs (agent/jobs.ts), before any file is read. */
+  phase: 'pre command' | 'scanning' | 'backing up' | 'committing';
   files: number;
   bytes: number;
   /** Totals from a concurrent scan (or the previous recovery point); null until known. */

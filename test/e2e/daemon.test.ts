@@ -5,9 +5,9 @@ import { readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startAzurite, type Azurite } from '../helpers/azurite.js';
-import { REPO, makeSandbox, runCli, type Sandbox } from '../helpers/cli.js';
+import { REPO, makeSandbox, runCli, spawnCli, type Sandbox } from '../helpers/cli.js';
 import { ControlClient } from '../../src/agent/control-client.js';
-import { registeredSandbox, startDaemonProcess, waitFor, type DaemonProcess } from '../helpers/daemon.js';
+import { fastSchedules, registeredSandbox, startDaemonProcess, waitFor, type DaemonProcess } from '../helpers/daemon.js';
 import { bytes, digestTree, text, writeTree } from '../helpers/fs-tree.js';
 
 let azurite: Azurite;
@@ -64,17 +64,21 @@ describe('strata setup', () => {
 
 describe('strata daemon', () => {
   it('fires schedules, runs ad hoc backups and restores sent over the socket, and streams their progress', async () => {
+    // The "big" group's jobs wait in their pre command while the file `hold` exists (bounded: 60 s),
+    // so that the test decides when a job moves on, not a sleep that a loaded machine outlasts.
     const sb = await sandbox({
       protectionGroups: [
         // Every 15 minutes, read on a clock 600 times faster: every 1.5 s.
         { name: 'sched', sources: [{ path: 'data/sched' }], disk: { syncFrequency: '*/15 * * * *', retentionDays: 1 } },
-        // Daily: never fires during the test; a pre command holds the job so `jobs --follow` can attach.
-        { name: 'big', sources: [{ path: 'data/big', pre: 'sleep 3' }], disk: DAILY },
+        // Daily at midnight: never fires during the test (its schedule clock starts at noon).
+        { name: 'big', sources: [{ path: 'data/big', pre: 'i=0; while [ -e "$STRATA_SOURCE/../../hold" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done' }], disk: DAILY },
       ],
     });
+    const hold = path.join(sb.dir, 'hold'); // $STRATA_SOURCE/../../hold for the "big" source
     await writeTree(path.join(sb.dir, 'data', 'sched'), { 'a.txt': 'scheduled' });
     await writeTree(path.join(sb.dir, 'data', 'big'), { 'r.bin': bytes(1, 24 * 1024 * 1024), logs: { 'app.log': text(2, 2_000_000) }, 'x.txt': 'x' });
-    const d = await daemon(sb, { STRATA_SCHEDULE_SCALE: '600' });
+    // From noon: 20 s of test at 600× are ~3 h of schedules, clear of the 00:00 backup and the 03:30 prune.
+    const d = await daemon(sb, fastSchedules(600));
 
     // A schedule fires.
     const scheduled = await waitFor('a scheduled backup', async () => {
@@ -86,38 +90,50 @@ describe('strata daemon', () => {
     expect(status.daemon.pid).toBe(d.pid);
     expect(status.schedules).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'disk', group: 'big' }), expect.objectContaining({ kind: 'prune' })]));
 
-    // An ad hoc backup over the socket, followed live by `jobs --follow`.
+    // An ad hoc backup over the socket, held in its pre command, followed live by `jobs --follow`.
+    await writeFile(hold, '');
     const backup = runCli(['backup', 'big', '--json', '--config', sb.config]);
     const running = await waitFor('the ad hoc backup to run', async () => {
-      const s = await sb.json<{ running: { id: number; group: string }[] }>(['status']);
+      const s = await sb.json<{ running: { id: number; group: string; trigger: string }[] }>(['status']);
       return s.running.find((j) => j.group === 'big');
     });
-    const follow = await sb.strata(['jobs', String(running.id), '--follow', '--json']);
-    expect(follow.code).toBe(0);
-    const events = follow.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; progress?: { done: number; unit: string }; state?: string });
-    expect(events.some((e) => e.type === 'progress' && e.progress!.unit === 'bytes')).toBe(true);
+    expect(running.trigger).toBe('ad hoc');
+    const follower = spawnCli(['jobs', String(running.id), '--follow', '--json', '--config', sb.config]);
+    let followed = '';
+    follower.stdout!.on('data', (c: Buffer) => (followed += c.toString()));
+    const followExit = new Promise<number | null>((resolve) => follower.on('close', (code) => resolve(code)));
+    cleanups.push(async () => void follower.kill('SIGKILL'));
+    // Attached: it shows the job in its pre command at once. Then the job may go on.
+    await waitFor('the follower to attach', () => followed.includes('\n'));
+    await rm(hold);
+    expect(await followExit).toBe(0);
+    const events = followed.trim().split('\n').map((l) => JSON.parse(l) as { type: string; progress?: { done: number; unit: string; label: string }; state?: string });
+    expect(events[0]).toMatchObject({ type: 'progress', progress: { label: `backup ${path.join(sb.dir, 'data', 'big')}: pre command`, done: 0, unit: 'bytes' } });
     expect(events.at(-1)).toMatchObject({ type: 'end', state: 'completed' });
     const b = await backup;
-    expect(b.code).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
     const result = JSON.parse(b.stdout);
     // The same JSON as in-process: the job, its sources, and the recovery point.
     expect(Object.keys(result).sort()).toEqual(['group', 'jobId', 'recoveryPoint', 'sources', 'state']);
     expect(result).toMatchObject({ jobId: running.id, group: 'big', state: 'completed', recoveryPoint: { id: expect.stringMatching(/^[0-9a-f]{64}$/) } });
     expect(result.recoveryPoint.stats.files).toBe(3);
 
-    // A second job of the same group while one runs: refused, clearly.
+    // A second job of the same group while one runs (held in its pre command): refused, clearly.
+    await writeFile(hold, '');
     const held = runCli(['backup', 'big', '--config', sb.config]);
     await waitFor('the second backup to run', async () => (await sb.json<{ running: { group: string }[] }>(['status'])).running.some((j) => j.group === 'big'));
     const refused = await sb.strata(['backup', 'big']);
+    await rm(hold);
     expect(refused.code).toBe(1);
     oneErrorLine(refused.stderr, 'STRATA_JOB_RUNNING');
     expect(refused.stderr).toMatch(/another job is in progress: backup of protection group "big"/);
-    expect((await held).code).toBe(0);
+    const h = await held;
+    expect(h.code, h.stderr).toBe(0);
 
     // A restore over the socket (relative target resolved by the CLI), and its conflict error unchanged.
     const target = path.join(sb.dir, 'restored');
     const restore = await runCli(['restore', 'latest', '--group', 'big', '--target', 'restored', '--json', '--config', sb.config], { cwd: sb.dir });
-    expect(restore.code).toBe(0);
+    expect(restore.code, restore.stderr).toBe(0);
     expect(JSON.parse(restore.stdout)).toMatchObject({ files: 3, recoveryPoint: expect.any(String), jobId: expect.any(Number) });
     expect(await digestTree(target)).toEqual(await digestTree(path.join(sb.dir, 'data', 'big')));
     const conflict = await sb.strata(['restore', 'latest', '--group', 'big', '--target', target]);

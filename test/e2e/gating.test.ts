@@ -155,7 +155,7 @@ describe('gating', () => {
 
 describe('gating of scheduled runs (the real daemon, schedules on a fast clock)', () => {
   it('an expired subscription skips a scheduled backup (recorded as skipped, not queued); active again, the next scheduled run completes', async () => {
-    const { registeredSandbox, startDaemonProcess, waitFor } = await import('../helpers/daemon.js');
+    const { fastSchedules, registeredSandbox, startDaemonProcess, waitFor } = await import('../helpers/daemon.js');
     const base = await makeSandbox();
     const src = path.join(base.dir, 'data');
     await writeTree(src, { 'a.txt': 'scheduled' });
@@ -163,8 +163,8 @@ describe('gating of scheduled runs (the real daemon, schedules on a fast clock)'
       protectionGroups: [{ name: 'sched', sources: [{ path: src }], disk: { syncFrequency: '*/15 * * * *', retentionDays: 14 } }],
       subscription: { provider: 'static', state: 'expired' },
     });
-    // 900×: a 15-minute schedule fires every second.
-    const env = { STRATA_SCHEDULE_SCALE: '900' };
+    // 900×: a 15-minute schedule fires every second (from noon: the 03:30 prune stays out of the way).
+    const env = fastSchedules(900);
     try {
       let d = await startDaemonProcess(sb, { env });
       try {

@@ -48,9 +48,13 @@ export interface DaemonProcess {
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }>;
 }
 
-/** Spawns `strata daemon --config …` and waits for its "running" line (or its exit, for start errors). */
+/**
+ * Spawns `strata daemon --config …` and waits for its "running" line (or its exit, for start errors).
+ * Its schedules are read on a clock that starts at noon today (fastSchedules(1) unless `env` says
+ * otherwise): a test that runs across midnight or 03:30 does not see a daily schedule fire.
+ */
 export async function startDaemonProcess(sb: Sandbox, options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<DaemonProcess> {
-  const child = spawnCli(['daemon', '--config', sb.config], { env: { ...options.env } });
+  const child = spawnCli(['daemon', '--config', sb.config], { env: { ...fastSchedules(1), ...options.env } });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -76,4 +80,15 @@ export async function startDaemonProcess(sb: Sandbox, options: { env?: NodeJS.Pr
   };
   if (!up) throw Object.assign(new Error(`the daemon exited at start: ${err.trim()}`), { daemon: proc, stderr: err, exit: await exited });
   return proc;
+}
+
+/**
+ * The daemon's env for schedules read on a clock `scale` times faster, starting at noon today: a test's
+ * few scaled hours then stay clear of the daily schedules (a group's at 00:00, the prune at 03:30) at
+ * whatever time of day the test runs.
+ */
+export function fastSchedules(scale: number): NodeJS.ProcessEnv {
+  const noon = new Date();
+  noon.setHours(12, 0, 0, 0);
+  return { STRATA_SCHEDULE_SCALE: String(scale), STRATA_SCHEDULE_START: String(noon.getTime()) };
 }
