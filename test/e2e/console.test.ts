@@ -235,9 +235,9 @@ describe.skipIf(!HAS_CHROMIUM)('console in Chromium', () => {
     await mkdir(shots, { recursive: true });
     ({ sb, port } = await consoleSandbox({
       protectionGroups: [
-        // The second source's pre command holds the job for a few seconds after the first source is read,
-        // so the console can show it running with its progress.
-        { name: 'fileserver', sources: [{ path: 'data/files', exclude: ['*.tmp'] }, { path: 'data/mail', pre: 'sleep 6' }], disk: { syncFrequency: '0 */6 * * *', retentionDays: 14 }, online: { schedule: '0 21 * * *', retention: { daily: 30, weekly: 12 } } },
+        // The first source's post command holds the job for a few seconds after that source is read, so
+        // the console can show it running with its progress (the source's, which stands while it runs).
+        { name: 'fileserver', sources: [{ path: 'data/files', exclude: ['*.tmp'], post: 'sleep 6' }, { path: 'data/mail' }], disk: { syncFrequency: '0 */6 * * *', retentionDays: 14 }, online: { schedule: '0 21 * * *', retention: { daily: 30, weekly: 12 } } },
         { name: 'app-db', sources: [{ path: 'data/app' }], disk: DAILY },
       ],
     }));

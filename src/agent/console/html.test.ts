@@ -31,6 +31,7 @@ describe('console html', () => {
   it('says progress with rate and time left', () => {
     expect(progressText({ label: 'backup /srv', done: 10 * 1024 ** 2, total: 40 * 1024 ** 2, unit: 'bytes' }, 5 * 1024 ** 2)).toBe('10.0 MiB of 40.0 MiB (25%) · 5.00 MiB/s · 6.0s left');
     expect(progressText({ label: 'prune', done: 3, total: null, unit: 'items' }, null)).toBe('3');
+    expect(progressText({ label: 'backup /srv: pre command', done: 0, total: null, unit: 'bytes', detail: { phase: 'pre command' } }, 0)).toBe('running the pre command');
   });
 });
 

@@ -104,6 +104,7 @@ function csrfField(csrf: string): Html {
 
 /** "12.0 MiB of 40.0 MiB (30%) · 8.1 MiB/s · 3s left": what the live progress line says (also sent by the event stream). */
 export function progressText(p: JobProgress, rate: number | null): string {
+  if ((p.detail as { phase?: unknown } | undefined)?.phase === 'pre command') return 'running the pre command';
   const fmt = (v: number) => (p.unit === 'bytes' ? formatBytes(v) : `${v}`);
   const parts = [p.total ? `${fmt(p.done)} of ${fmt(p.total)} (${Math.min(100, Math.floor((p.done / p.total) * 100))}%)` : fmt(p.done)];
   if (rate !== null) parts.push(p.unit === 'bytes' ? formatRate(rate) : `${rate.toFixed(1)}/s`);
