@@ -68,3 +68,51 @@ describe('RestoreTarget errors', () => {
     }
   });
 });
+
+describe('RestoreTarget descriptor cache', () => {
+  it('stays right under eviction: many directories made and written into at once through a cache of 4', async () => {
+    // A tree 4 levels deep, 3-5 subdirectories each (~200 directories), made level by level with 32
+    // operations in flight as restore.ts does, while files are written through parents acquired in
+    // parallel: every file must land in its own directory, and every descriptor must be the right one.
+    const rt = await RestoreTarget.open(dir, { maxOpen: 4 });
+    const levels: string[][] = [[]];
+    let frontier = [''];
+    for (let depth = 0; depth < 4; depth++) {
+      const next: string[] = [];
+      frontier.forEach((parent, i) => {
+        for (let k = 0; k < 3 + ((i + depth) % 3); k++) next.push(parent ? `${parent}/d${k}` : `d${k}`);
+      });
+      levels.push(next);
+      frontier = next;
+    }
+    const all = levels.flat();
+    const { mapLimit } = await import('./pipeline/limit.js');
+    const writes: Promise<void>[] = [];
+    try {
+      for (const level of levels.slice(1)) {
+        await mapLimit(level, 32, async (rel) => {
+          await rt.mkdir(rel);
+          // A file in the parent, through the parent's descriptor, while other directories are made.
+          writes.push(rt.inParent(`${rel}.txt`, async (fd, name) => writeFile(RestoreTarget.at(fd, name), rel)));
+        });
+      }
+      await Promise.all(writes);
+      // Acquired in a scattered order, many at once: each descriptor is its own directory.
+      await mapLimit([...all.slice(1)].reverse(), 16, async (rel) => {
+        const fd = await rt.acquire(rel);
+        try {
+          await writeFile(RestoreTarget.at(fd, 'here.txt'), rel);
+        } finally {
+          rt.release(rel);
+        }
+      });
+      expect(rt.openDirectories).toBeLessThanOrEqual(4 + 1);
+    } finally {
+      await rt.close();
+    }
+    for (const rel of all.slice(1)) {
+      expect(await readFile(path.join(dir, `${rel}.txt`), 'utf8')).toBe(rel);
+      expect(await readFile(path.join(dir, rel, 'here.txt'), 'utf8')).toBe(rel);
+    }
+  });
+});

@@ -140,11 +140,10 @@ export class RestoreTarget {
    * opened O_NOFOLLOW from its parent's descriptor: a symlink or a non-directory anywhere is refused.
    */
   async acquire(rel: string): Promise<number> {
-    const e = await this.#open(rel);
-    e.pins++;
-    return e.fd;
+    return (await this.#pinned(rel)).fd;
   }
 
+  /** Unpins what `acquire(rel)` pinned (a pinned directory stays in the cache, under its name). */
   release(rel: string): void {
     const e = this.#dirs.get(rel);
     if (!e) return;
@@ -198,7 +197,7 @@ export class RestoreTarget {
       }
     });
     // Opened (and cached) at once: it is the parent of what comes next.
-    await this.#open(rel);
+    (await this.#pinned(rel)).pins--;
   }
 
   /** A private directory (0700) at the target's root for files being written; `stagingPath(n)` names its entries. */
@@ -339,17 +338,26 @@ export class RestoreTarget {
     return this.#dirs.size;
   }
 
-  async #open(rel: string): Promise<DirEntry> {
+  /**
+   * The cache entry of the directory `rel`, opened through its parent's if not cached, and pinned: the
+   * caller unpins it (`pins--`). It is pinned in the same synchronous step that finds or makes it, never
+   * after an await: an entry left unpinned across one could be evicted meanwhile, its descriptor closed
+   * and its number given to the next file or directory opened, and the caller would then work in that
+   * one. (It happened: restoring 11k directories, 32 made at once, a directory several calls waited for
+   * was evicted while the later ones closed their duplicate descriptors, and they went on through its
+   * number: STRATA_RESTORE_UNSAFE "disappeared while the restore ran", or worse, a wrong directory.)
+   */
+  async #pinned(rel: string): Promise<DirEntry> {
     if (this.#closed) throw new Error('the restore target is closed');
     const hit = this.#dirs.get(rel);
     if (hit) {
       hit.used = ++this.#tick;
+      hit.pins++;
       return hit;
     }
     const slash = rel.lastIndexOf('/');
     const parentRel = slash < 0 ? '' : rel.slice(0, slash);
-    const parent = await this.#open(parentRel);
-    parent.pins++; // not evicted while its child is opened through it
+    const parent = await this.#pinned(parentRel); // not evicted while its child is opened through it
     let fd: number;
     try {
       fd = await openFd(RestoreTarget.at(parent.fd, rel.slice(slash + 1)), DIR_FLAGS);
@@ -361,13 +369,18 @@ export class RestoreTarget {
     } finally {
       parent.pins--;
     }
-    const raced = this.#dirs.get(rel); // opened meanwhile by a concurrent call
+    if (this.#closed) {
+      closeCb(fd, () => {});
+      throw new Error('the restore target is closed');
+    }
+    const raced = this.#dirs.get(rel); // opened meanwhile by a concurrent call: that one is kept
     if (raced) {
-      await closeFd(fd);
       raced.used = ++this.#tick;
+      raced.pins++;
+      closeCb(fd, () => {});
       return raced;
     }
-    const e = { fd, pins: 0, used: ++this.#tick };
+    const e = { fd, pins: 1, used: ++this.#tick };
     this.#dirs.set(rel, e);
     this.#evict();
     return e;
