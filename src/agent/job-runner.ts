@@ -223,11 +223,11 @@ export class JobRunner {
 
   #view(row: JobRow): JobView {
     const live = this.#byId.get(row.id);
-    const progress = (row.progress ?? null) as (JobProgress & { bytes?: number; totalBytes?: number; source?: string }) | null;
+    const progress = (row.progress ?? null) as (JobProgress & { bytes?: number; totalBytes?: number; source?: string; phase?: string }) | null;
     return {
       ...row,
       live: Boolean(live),
-      current: live?.progress ?? (progress && typeof progress.bytes === 'number' ? { label: `backup ${progress.source ?? ''}`.trim(), done: progress.bytes, total: progress.totalBytes ?? null, unit: 'bytes' } : null),
+      current: live?.progress ?? (progress && typeof progress.bytes === 'number' ? { label: backupLabel({ source: progress.source ?? '', phase: progress.phase ?? '' }).trim(), done: progress.bytes, total: progress.totalBytes ?? null, unit: 'bytes' } : null),
       failedFiles: live ? [...live.failedFiles] : failedFilesOf(row.result),
     };
   }
