@@ -8,6 +8,18 @@ import { AgentContext } from './context.js';
 import { ControlClient } from './control-client.js';
 import { pidFileOf, startDaemon, type DaemonHandle } from './daemon.js';
 import { initPool } from './jobs.js';
+import { processClock } from '../clock.js';
+import { scaledClock } from './scheduler-runner.js';
+
+/**
+ * startDaemon with its schedules read on a clock that starts at noon today: the group's daily 00:00
+ * backup never fires in a test, whatever the time of day it runs.
+ */
+function startTestDaemon(cfg: StrataConfig, options: Parameters<typeof startDaemon>[1] = {}): ReturnType<typeof startDaemon> {
+  const noon = new Date();
+  noon.setHours(12, 0, 0, 0);
+  return startDaemon(cfg, { scheduleClock: scaledClock(processClock(), 1, noon.getTime()), ...options });
+}
 
 let dir: string;
 let config: StrataConfig;
@@ -46,7 +58,7 @@ async function rejection(p: Promise<unknown>): Promise<StrataError> {
 
 describe('startDaemon', () => {
   it('serves the control API on a 0600 socket in a 0700 state directory, one daemon per state directory', async () => {
-    handle = await startDaemon(config, { pruneSchedule: null });
+    handle = await startTestDaemon(config, { pruneSchedule: null });
     expect(statSync(config.stateDir).mode & 0o777).toBe(0o700);
     expect(statSync(handle.socketPath).mode & 0o777).toBe(0o600);
     const client = new ControlClient(handle.socketPath);
@@ -54,7 +66,7 @@ describe('startDaemon', () => {
     expect(status.daemon.pid).toBe(process.pid);
     expect(status.running).toEqual([]);
 
-    const second = await rejection(startDaemon(config));
+    const second = await rejection(startTestDaemon(config));
     expect(second.code).toBe('STRATA_DAEMON_RUNNING');
     expect(second.message).toContain(`pid ${process.pid}`);
 
@@ -91,7 +103,7 @@ describe('startDaemon', () => {
   });
 
   it('runs a check as a job: recorded, followable, one at a time, and never beside a prune', async () => {
-    handle = await startDaemon(config, { pruneSchedule: null });
+    handle = await startTestDaemon(config, { pruneSchedule: null });
     const events: { type: string; state?: string }[] = [];
     const started = await handle.runner.check({ readData: true }, { trigger: 'ad hoc', listener: (e) => events.push(e) });
     const second = await rejection(handle.runner.check({}, { trigger: 'ad hoc' }));
@@ -106,13 +118,13 @@ describe('startDaemon', () => {
   });
 
   it('keeps what started each job across a restart', async () => {
-    handle = await startDaemon(config, { pruneSchedule: null });
+    handle = await startTestDaemon(config, { pruneSchedule: null });
     const scheduled = await handle.runner.prune({ dryRun: true }, { trigger: 'scheduled' });
     await scheduled.done;
     const adHoc = await handle.runner.check({}, { trigger: 'ad hoc' });
     await adHoc.done;
     await handle.stop();
-    handle = await startDaemon(config, { pruneSchedule: null });
+    handle = await startTestDaemon(config, { pruneSchedule: null });
     expect(handle.runner.get(scheduled.jobId)).toMatchObject({ kind: 'prune --dry-run', trigger: 'scheduled' });
     const jobs = await new ControlClient(handle.socketPath).request<{ id: number; trigger: string }[]>('GET', '/jobs');
     expect(jobs.find((j) => j.id === adHoc.jobId)?.trigger).toBe('ad hoc');
@@ -132,7 +144,7 @@ describe('startDaemon', () => {
     const tenMinutesAgo = new Date(Date.now() - 10 * 60_000);
     utimesSync(old, tenMinutesAgo, tenMinutesAgo);
 
-    handle = await startDaemon(config, { pruneSchedule: null });
+    handle = await startTestDaemon(config, { pruneSchedule: null });
     expect(handle.ctx.catalog().job(crashed)).toMatchObject({ state: 'interrupted' });
     expect(existsSync(old)).toBe(false);
     expect(existsSync(fresh)).toBe(true);
@@ -140,7 +152,7 @@ describe('startDaemon', () => {
 
   it('stops when its signal is aborted', async () => {
     const controller = new AbortController();
-    handle = await startDaemon(config, { signal: controller.signal, pruneSchedule: null });
+    handle = await startTestDaemon(config, { signal: controller.signal, pruneSchedule: null });
     controller.abort();
     await handle.stopped;
     expect(existsSync(path.join(config.stateDir, 'strata.sock'))).toBe(false);
