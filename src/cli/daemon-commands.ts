@@ -33,8 +33,8 @@ function daemonCommand(program: Command, inv: Invocation): void {
       const start = Number(process.env['STRATA_SCHEDULE_START'] ?? NaN);
       const { startDaemon } = await import('../agent/daemon.js');
       const { scaledClock } = await import('../agent/scheduler-runner.js');
-      const scheduleClock = scale > 0 && (scale !== 1 || Number.isFinite(start)) ? scaledClock(clock, scale, Number.isFinite(start) ? start : undefined) : null;
-      const handle = await startDaemon(config, { clock, ...(scheduleClock ? { scheduleClock } : {}) });
+      // (scaledClock returns `clock` itself when neither is set.)
+      const handle = await startDaemon(config, { clock, scheduleClock: scaledClock(clock, scale, Number.isFinite(start) ? start : undefined) });
       const onSignal = (sig: string) => void handle.stop(sig);
       process.once('SIGTERM', onSignal);
       process.once('SIGINT', onSignal);
