@@ -10,15 +10,14 @@ import { pidFileOf, startDaemon, type DaemonHandle } from './daemon.js';
 import { initPool } from './jobs.js';
 import { processClock } from '../clock.js';
 import { scaledClock } from './scheduler-runner.js';
+import { noonToday } from '../../test/helpers/daemon.js';
 
 /**
  * startDaemon with its schedules read on a clock that starts at noon today: the group's daily 00:00
  * backup never fires in a test, whatever the time of day it runs.
  */
 function startTestDaemon(cfg: StrataConfig, options: Parameters<typeof startDaemon>[1] = {}): ReturnType<typeof startDaemon> {
-  const noon = new Date();
-  noon.setHours(12, 0, 0, 0);
-  return startDaemon(cfg, { scheduleClock: scaledClock(processClock(), 1, noon.getTime()), ...options });
+  return startDaemon(cfg, { scheduleClock: scaledClock(processClock(), 1, noonToday()), ...options });
 }
 
 let dir: string;

@@ -88,7 +88,12 @@ export async function startDaemonProcess(sb: Sandbox, options: { env?: NodeJS.Pr
  * whatever time of day the test runs.
  */
 export function fastSchedules(scale: number): NodeJS.ProcessEnv {
+  return { STRATA_SCHEDULE_SCALE: String(scale), STRATA_SCHEDULE_START: String(noonToday()) };
+}
+
+/** Noon today, local time (ms since the epoch): where test schedule clocks start. */
+export function noonToday(): number {
   const noon = new Date();
   noon.setHours(12, 0, 0, 0);
-  return { STRATA_SCHEDULE_SCALE: String(scale), STRATA_SCHEDULE_START: String(noon.getTime()) };
+  return noon.getTime();
 }
